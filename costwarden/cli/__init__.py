@@ -1,0 +1,3 @@
+"""costwarden command line."""
+def main() -> None:  # replaced below
+    raise SystemExit(0)

@@ -1,0 +1,76 @@
+"""ChdbStore: ClickHouse's engine in-process (chDB), database files under the data directory."""
+from __future__ import annotations
+
+import json
+import threading
+from decimal import Decimal
+from pathlib import Path
+from typing import Sequence
+
+from costwarden.errors import StoreError
+from costwarden.store.base import Row
+from costwarden.store.values import convert_column, to_json_value
+
+# chDB allows one open database path per process: sessions are shared per path.
+_SESSIONS: dict[str, object] = {}
+_LOCK = threading.RLock()
+
+
+def _session(path: str):
+    from chdb import session as chs
+
+    with _LOCK:
+        s = _SESSIONS.get(path)
+        if s is None:
+            s = chs.Session(path)
+            _SESSIONS[path] = s
+        return s
+
+
+class ChdbStore:
+    def __init__(self, path: str | Path, database: str = "costwarden") -> None:
+        self.path = str(Path(path).resolve())
+        Path(self.path).mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self._s = _session(self.path)
+        self._raw(f"CREATE DATABASE IF NOT EXISTS {database}")
+
+    def _raw(self, sql: str, fmt: str = "CSV"):
+        try:
+            with _LOCK:
+                return self._s.query(sql, fmt)
+        except Exception as e:  # chdb raises its own error type
+            raise StoreError(f"chDB: {str(e)[:500]}") from e
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{db}", self.database)
+
+    def command(self, sql: str) -> None:
+        self._raw(self._sql(sql))
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        body = "\n".join(json.dumps({k: to_json_value(v) for k, v in r.items()}, separators=(",", ":")) for r in rows)
+        settings = "SETTINGS date_time_input_format='best_effort', input_format_skip_unknown_fields=0"
+        if dedup_token:
+            settings += f", insert_deduplication_token='{dedup_token}', insert_deduplicate=1, deduplicate_blocks_in_dependent_materialized_views=1"
+        self._raw(f"INSERT INTO {self.database}.{table} {settings} FORMAT JSONEachRow\n{body}")
+
+    def query(self, sql: str) -> list[Row]:
+        res = self._raw(self._sql(sql), "JSONCompactEachRowWithNamesAndTypes")
+        data = res.bytes() if hasattr(res, "bytes") else bytes(res)
+        lines = data.splitlines()
+        if len(lines) < 2:
+            return []
+        names = json.loads(lines[0])
+        types = json.loads(lines[1])
+        out: list[Row] = []
+        for line in lines[2:]:
+            vals = json.loads(line, parse_float=Decimal)
+            out.append({n: convert_column(t, v) for n, t, v in zip(names, types, vals)})
+        return out
+
+    def close(self) -> None:
+        # The session is shared by every store on this path in the process; it stays open.
+        pass
