@@ -1,3 +1,162 @@
-"""costwarden command line."""
-def main() -> None:  # replaced below
-    raise SystemExit(0)
+"""costwarden command line: `costwarden --help`."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from costwarden.cli.common import emit, handle_errors, parse_period
+from costwarden.config import load_settings
+from costwarden.money import from_micros
+
+
+@click.group()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="data directory (default ./.costwarden)")
+@click.option("--budgets", "budgets_file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="budgets YAML")
+@click.option("--rules", "rules_file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="attribution rules YAML")
+@click.option("--catalogue", "catalogue_file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="price catalogue YAML (default: the packaged list prices)")
+@click.pass_context
+def cli(ctx: click.Context, data_dir, budgets_file, rules_file, catalogue_file) -> None:
+    """costwarden: cost governance and budgets for AI workloads."""
+    ctx.ensure_object(dict)
+    ctx.obj["overrides"] = (data_dir, budgets_file, rules_file, catalogue_file)
+
+
+def settings_from(ctx: click.Context):
+    data_dir, budgets_file, rules_file, catalogue_file = ctx.obj["overrides"]
+    s = load_settings()
+    if data_dir:
+        s.data_dir = data_dir
+    if budgets_file:
+        s.budgets.budgets_file = budgets_file
+    if rules_file:
+        s.budgets.rules_file = rules_file
+    if catalogue_file:
+        s.budgets.catalogue_file = catalogue_file
+    return s
+
+
+def open_pipeline(ctx: click.Context, deliver: bool = False, **kw):
+    from costwarden.embedded import EmbeddedPipeline
+
+    return EmbeddedPipeline(settings_from(ctx), deliver=deliver, **kw)
+
+
+def read_lines(source: str):
+    fh = sys.stdin.buffer if source == "-" else open(source, "rb")
+    with fh:
+        for line in fh:
+            if line.strip():
+                yield line.rstrip(b"\r\n")
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--source-name", default="ingest", help="source label for dead letters")
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.pass_context
+@handle_errors
+def ingest(ctx, source, source_name, as_json):
+    """Ingest canonical events (JSON lines, FILE or -) through the whole embedded pipeline."""
+    from rich.progress import Progress
+
+    total = None
+    if source != "-":
+        with open(source, "rb") as fh:
+            total = sum(1 for line in fh if line.strip())
+    p = open_pipeline(ctx, deliver=True)
+    try:
+        with Progress(transient=True, disable=as_json or not sys.stderr.isatty()) as bar:
+            task = bar.add_task("ingesting", total=total)
+            report = p.ingest(read_lines(source), source_name, progress=lambda n: bar.advance(task, n))
+    finally:
+        p.close()
+    summary = {"accepted": report.accepted, "duplicates": report.duplicates, "dead_lettered": dict(report.dead),
+               "cost_usd": str(from_micros(report.cost_micros)), "signals": [s.key for s in report.signals],
+               "control_changes": [f"{c.after.workflow}:{c.after.state.value}" for c in report.changes]}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        for k, v in summary.items():
+            click.echo(f"{k}: {v}")
+    if report.dead:
+        sys.exit(3 if report.accepted == 0 else 0)
+
+
+@cli.command()
+@click.argument("source")
+@click.pass_context
+@handle_errors
+def price(ctx, source):
+    """Price canonical events (FILE or -): priced, attributed rows out as JSON lines; no side effects."""
+    from costwarden.streams.attribution import Attributor, default_rules, load_rules
+    from costwarden.streams.catalogue import PriceCatalogue
+    from costwarden.events import parse_event
+    from costwarden.errors import InvalidEventError
+    from datetime import datetime, timezone
+    from costwarden.streams.rollup import event_row
+
+    s = settings_from(ctx)
+    cat = PriceCatalogue.from_yaml(s.budgets.catalogue_file) if s.budgets.catalogue_file else PriceCatalogue.default()
+    attr = Attributor(load_rules(s.budgets.rules_file) if s.budgets.rules_file else default_rules())
+    bad = 0
+    for n, line in enumerate(read_lines(source), 1):
+        try:
+            ev = parse_event(line, s.limits.limits())
+        except InvalidEventError as e:
+            bad += 1
+            click.echo(f"line {n}: {e}", err=True)
+            continue
+        row = event_row(ev, cat.price(ev), attr.attribute(ev), datetime.now(timezone.utc))
+        row["cost_usd"] = str(from_micros(row["cost_micros"]))
+        click.echo(json.dumps(row, default=str))
+    if bad:
+        sys.exit(3)
+
+
+@cli.command()
+@click.option("--by", "by", default="team", help="team, workflow, cost_center, env, provider, model (comma separated)")
+@click.option("--period", required=True, help="2026-11, 2026-Q4, 2026-W47, 2026-11-21 or FROM..TO")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.pass_context
+@handle_errors
+def report(ctx, by, period, fmt):
+    """Spend by team / workflow / model ... for a period, from the ClickHouse rollups."""
+    from costwarden.reports import spend_report
+
+    start, end = parse_period(period)
+    p = open_pipeline(ctx)
+    rows, columns = spend_report(p.store, [d.strip() for d in by.split(",") if d.strip()], start, end)
+    emit(rows, fmt, columns, title=f"spend {period} by {by}")
+
+
+from costwarden.cli.budgets_cmd import budgets  # noqa: E402
+from costwarden.cli.controls_cmd import controls  # noqa: E402
+from costwarden.cli.demo_cmd import demo  # noqa: E402
+
+cli.add_command(budgets)
+cli.add_command(controls)
+cli.add_command(demo)
+
+
+@cli.command()
+@click.argument("what", type=click.Choice(["event", "budgets"]))
+def schema(what):
+    """Print the JSON Schema of the canonical usage event or of the budgets file."""
+    if what == "event":
+        from costwarden.events import event_json_schema
+
+        click.echo(json.dumps(event_json_schema(), indent=2))
+    else:
+        from costwarden.budgets.loader import budget_json_schema
+
+        click.echo(json.dumps(budget_json_schema(), indent=2))
+
+
+def main() -> None:
+    cli(obj={})

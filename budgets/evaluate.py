@@ -1,0 +1,231 @@
+"""Budget evaluation from running totals kept in memory (no I/O).
+
+`BudgetLedger.charge()` is called for every priced, attributed event. It charges every budget
+whose scope matches, and returns the signals that fire now: an actual or forecast threshold
+crossed for the first time in the period (`>=`: spend >= amount * at / 100), or a spike. Each
+signal key (budget:period:threshold) fires once; the runner persists fired keys.
+
+Running totals of a (budget, period) not yet in memory are seeded once through `seeder`
+(the runner's store query), never per event. Event time decides the period; the forecast and
+spike clocks are event time too (the newest event seen), so a replay gives the same answers.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Callable, Iterable, Mapping
+from zoneinfo import ZoneInfo
+
+from costwarden.budgets.forecast import MinuteSeries, forecast_period_end, is_spike
+from costwarden.budgets.model import Budget, BudgetFile
+from costwarden.budgets.periods import period_bounds, period_key
+from costwarden.money import to_micros
+
+RECENT_WINDOW_S = 24 * 3600
+
+
+@dataclass
+class Seed:
+    spend_micros: int = 0
+    contributors: dict[str, Counter] = field(default_factory=dict)
+
+
+@dataclass
+class PeriodTotals:
+    budget_id: str
+    start: datetime
+    end: datetime
+    key: str
+    spend: int = 0
+    contributors: dict[str, Counter] = field(default_factory=lambda: {"workflow": Counter(), "model": Counter(),
+                                                                       "key": Counter()})
+    control_actions: list[tuple[str, object]] = field(default_factory=list)  # (threshold id, action) crossed
+
+    def top(self, n: int = 3) -> list[tuple[str, str, int]]:
+        out = []
+        for dim in ("workflow", "model", "key"):
+            for value, micros in self.contributors[dim].most_common(n):
+                out.append((dim, value, micros))
+        return sorted(out, key=lambda t: -t[2])[:n]
+
+
+@dataclass(frozen=True)
+class Signal:
+    key: str
+    budget: Budget
+    period_start: datetime
+    period_end: datetime
+    period_label: str
+    kind: str  # actual | forecast | spike
+    threshold: str
+    spend_micros: int
+    amount_micros: int
+    forecast_micros: int
+    at: datetime
+    workflow: str
+    actions: tuple
+    top: tuple
+
+
+Seeder = Callable[[Budget, datetime, datetime], Seed]
+
+
+def _action_kind(a) -> str:
+    if getattr(a, "block", None):
+        return "block"
+    if getattr(a, "throttle", None) is not None:
+        return "throttle"
+    return "notify"
+
+
+class BudgetLedger:
+    def __init__(self, budgets: BudgetFile, seeder: Seeder | None = None, fired: Iterable[str] = ()) -> None:
+        self.file = budgets
+        self.tz = ZoneInfo(budgets.timezone)
+        self.budgets: list[Budget] = list(budgets.budgets)
+        self.amounts = {b.id: to_micros(b.amount) for b in self.budgets}
+        self.seeder = seeder
+        self.fired: set[str] = set(fired)
+        self.totals: dict[tuple[str, datetime], PeriodTotals] = {}
+        self._current: dict[str, PeriodTotals] = {}
+        self._series: dict[str, MinuteSeries] = {}
+        self._match_cache: dict[tuple, list[Budget]] = {}
+        self.now: datetime | None = None
+
+    def matching(self, dims: Mapping[str, str | None]) -> list[Budget]:
+        k = tuple(sorted(dims.items()))
+        hit = self._match_cache.get(k)
+        if hit is None:
+            hit = [b for b in self.budgets if b.scope.matches(dims)]
+            if len(self._match_cache) < 100_000:
+                self._match_cache[k] = hit
+        return hit
+
+    def period(self, b: Budget, at: datetime) -> PeriodTotals:
+        cur = self._current.get(b.id)
+        if cur is not None and cur.start <= at < cur.end and b.period.rolling_seconds is None:
+            return cur
+        start, end = period_bounds(b.period, at, self.tz)
+        if b.period.rolling_seconds is not None:  # one running window per budget
+            start = datetime(1970, 1, 1, tzinfo=at.tzinfo)
+        pt = self.totals.get((b.id, start))
+        if pt is None:
+            pt = PeriodTotals(b.id, start, end, period_key(b.period, start))
+            if self.seeder is not None and b.period.rolling_seconds is None:
+                seed = self.seeder(b, start, end)
+                pt.spend = seed.spend_micros
+                for dim, counter in seed.contributors.items():
+                    pt.contributors.setdefault(dim, Counter()).update(counter)
+            self.totals[(b.id, start)] = pt
+        if b.period.rolling_seconds is None and (cur is None or start >= cur.start):
+            self._current[b.id] = pt
+        pt.end = end
+        return pt
+
+    def series(self, b: Budget) -> MinuteSeries:
+        s = self._series.get(b.id)
+        if s is None:
+            minutes = RECENT_WINDOW_S // 60
+            if b.spike is not None:
+                minutes = max(minutes, b.spike.baseline_minutes + b.spike.window_minutes)
+            if b.period.rolling_seconds is not None:
+                minutes = max(minutes, b.period.rolling_seconds // 60 + 1)
+            s = self._series[b.id] = MinuteSeries(minutes)
+        return s
+
+    def charge(self, dims: Mapping[str, str | None], cost_micros: int, at: datetime,
+               key: str = "") -> list[tuple[Signal | None, PeriodTotals, Budget]]:
+        """Charge the event to every matching budget. Returns (signal or None, totals, budget) for
+        each signal that fires now, and (None, totals, budget) for each budget past a control
+        threshold (so the runner can hold this event's workflow to it)."""
+        if self.now is None or at > self.now:
+            self.now = at
+        out: list[tuple[Signal | None, PeriodTotals, Budget]] = []
+        workflow = dims.get("workflow") or ""
+        for b in self.matching(dims):
+            pt = self.period(b, at)
+            series = self.series(b)
+            series.add(at, cost_micros)
+            if b.period.rolling_seconds is not None:
+                pt.spend = series.sum_last(b.period.rolling_seconds // 60, at)
+            else:
+                pt.spend += cost_micros
+            if cost_micros:
+                c = pt.contributors
+                c["workflow"][workflow] += cost_micros
+                c["model"][dims.get("model") or ""] += cost_micros
+                if key:
+                    c["key"][key] += cost_micros
+            out.extend((s, pt, b) for s in self._evaluate(b, pt, series, at, workflow))
+            if pt.control_actions:
+                out.append((None, pt, b))
+        return out
+
+    def _evaluate(self, b: Budget, pt: PeriodTotals, series: MinuteSeries, at: datetime,
+                  workflow: str) -> list[Signal]:
+        amount = self.amounts[b.id]
+        fired: list[Signal] = []
+        fc = None
+        label = pt.key if b.period.rolling_seconds is None else f"rolling-{at.astimezone(self.tz):%Y-%m-%d}"
+        for th in b.thresholds:
+            if th.basis == "forecast":
+                if fc is None:
+                    fc = self.forecast(b, pt, at)
+                value = fc
+            else:
+                value = pt.spend
+            if Decimal(value) * 100 < Decimal(amount) * th.at:
+                continue
+            key = f"{b.id}:{label}:{th.id}"
+            if key in self.fired:
+                continue
+            self.fired.add(key)
+            for a in th.actions:
+                if _action_kind(a) != "notify":
+                    pt.control_actions.append((th.id, a))
+            fired.append(self._signal(key, b, pt, label, th.basis, f"{th.at}%", at, workflow, th.actions, fc))
+        if b.spike is not None:
+            spiking, recent, expected = is_spike(b.spike, series, at)
+            if spiking:
+                hour = at.replace(minute=0, second=0, microsecond=0)
+                key = f"{b.id}:{label}:spike:{hour:%Y-%m-%dT%H}"
+                if key not in self.fired:
+                    self.fired.add(key)
+                    for a in b.spike.actions:
+                        if _action_kind(a) != "notify":
+                            pt.control_actions.append(("spike", a))
+                    fired.append(self._signal(key, b, pt, label, "spike",
+                                              f"spike {recent}>{expected}", at, workflow, b.spike.actions, fc))
+        return fired
+
+    def forecast(self, b: Budget, pt: PeriodTotals, at: datetime) -> int:
+        if b.period.rolling_seconds is not None:
+            return pt.spend
+        recent = self.series(b).sum_last(RECENT_WINDOW_S // 60, at)
+        return forecast_period_end(pt.spend, pt.start, pt.end, at, recent, RECENT_WINDOW_S)
+
+    def _signal(self, key, b, pt, label, kind, threshold, at, workflow, actions, fc) -> Signal:
+        if fc is None:
+            fc = self.forecast(b, pt, at)
+        return Signal(key, b, pt.start, pt.end, label, kind, threshold, pt.spend, self.amounts[b.id], fc, at,
+                      workflow, tuple(actions), tuple(pt.top()))
+
+    def status(self, at: datetime) -> list[dict]:
+        """Spend, % used, forecast and state of every budget's period containing `at`."""
+        rows = []
+        for b in self.budgets:
+            pt = self.period(b, at)
+            amount = self.amounts[b.id]
+            fc = self.forecast(b, pt, at)
+            pct = (Decimal(pt.spend) * 100 / Decimal(amount)).quantize(Decimal("0.1"))
+            state = "over" if pt.spend >= amount else ("at-risk" if fc >= amount else "ok")
+            rows.append({"budget": b.id, "name": b.name, "period": pt.key, "spend_micros": pt.spend,
+                         "amount_micros": amount, "pct_used": pct, "forecast_micros": fc, "state": state,
+                         "period_end": pt.end})
+        return rows
+
+
+def window_since(at: datetime, seconds: int) -> datetime:
+    return at - timedelta(seconds=seconds)

@@ -1,0 +1,211 @@
+"""Forecast to period end, time to exhaustion, and spike detection. Pure, integer micros.
+
+Forecast (see budgets/README.md): spend + rate x time left, where the rate blends the trailing
+recent window's rate with the period-to-date average, weighted by how much of the recent window
+the period has already lived: w = min(1, elapsed / recent_seconds),
+rate = w x recent_micros / recent_seconds + (1 - w) x spend / elapsed.
+All arithmetic is Decimal (or int); results are rounded half-even to whole micro-dollars.
+
+Spike: a MinuteSeries keeps per-minute spend by event time for the last N minutes; a spike is
+spend in the last `window_minutes` >= factor x the baseline rate x window_minutes, where the
+baseline is the `baseline_minutes` just before the window (only minutes the series observed).
+"""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
+
+from costwarden.budgets.model import SpikeRule
+
+__all__ = [
+    "MinuteSeries", "burn_rate", "exhaustion_time", "forecast_period_end", "is_spike",
+]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_PREC = 60
+
+
+def _seconds(td: timedelta) -> Decimal:
+    return Decimal(td.days * 86400 + td.seconds) + Decimal(td.microseconds) / 1_000_000
+
+
+def _round(d: Decimal) -> int:
+    return int(d.to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def burn_rate(spend_micros: int, period_start: datetime, now: datetime, recent_micros: int = 0,
+              recent_seconds: int = 0) -> Decimal:
+    """Micro-dollars per second the forecast projects: the recent window's rate blended with the
+    period-to-date average (weight of the recent rate = min(1, elapsed / recent_seconds)).
+    Never negative (credits do not make a forecast fall below actual spend)."""
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        elapsed = _seconds(now - period_start)
+        if elapsed <= 0:
+            return Decimal(0)
+        average = Decimal(spend_micros) / elapsed
+        if recent_seconds <= 0:
+            rate = average
+        else:
+            w = min(Decimal(1), elapsed / recent_seconds)
+            rate = w * Decimal(recent_micros) / recent_seconds + (1 - w) * average
+        return max(rate, Decimal(0))
+
+
+def forecast_period_end(spend_micros: int, period_start: datetime, period_end: datetime, now: datetime,
+                        recent_micros: int = 0, recent_seconds: int = 0) -> int:
+    """Projected spend at period end in micros: spend + burn_rate x (period_end - now).
+    At or after the period end, and at its very start, the forecast is the actual spend."""
+    if now >= period_end or now <= period_start:
+        return spend_micros
+    rate = burn_rate(spend_micros, period_start, now, recent_micros, recent_seconds)
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        return spend_micros + _round(rate * _seconds(period_end - now))
+
+
+def exhaustion_time(spend: int, amount: int, rate_micros_per_s: Decimal | int, now: datetime) -> datetime | None:
+    """When spend reaches `amount` (micros) at the given rate: `now` if it already has, None if the
+    rate is zero or negative. Rounded up to the whole second."""
+    if spend >= amount:
+        return now
+    rate = Decimal(rate_micros_per_s)
+    if rate <= 0:
+        return None
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        secs = int(((Decimal(amount) - spend) / rate).to_integral_value(rounding=ROUND_CEILING))
+    try:
+        return now + timedelta(seconds=secs)
+    except OverflowError:
+        return None
+
+
+def _minute(at: datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError("datetimes must be timezone-aware")
+    return int((at - _EPOCH) // timedelta(minutes=1))
+
+
+class MinuteSeries:
+    """Spend per event-time minute over the last `max_minutes` (relative to the newest minute seen).
+
+    Sums over any range are O(log n) (a Fenwick tree over a ring of minutes), so sum_last can run
+    per event. `since` is when observation began (default: the first add); baselines count only
+    minutes from then on, so a restarted process does not mistake its own start for a spike.
+    """
+
+    __slots__ = ("size", "origin", "latest", "_vals", "_tree")
+
+    def __init__(self, max_minutes: int, since: datetime | None = None) -> None:
+        if max_minutes <= 0:
+            raise ValueError("max_minutes must be positive")
+        self.size = max_minutes
+        self.origin: int | None = _minute(since) if since is not None else None
+        self.latest: int | None = None
+        self._vals = [0] * max_minutes
+        self._tree = [0] * (max_minutes + 1)
+
+    @classmethod
+    def for_rule(cls, rule: SpikeRule, since: datetime | None = None) -> "MinuteSeries":
+        return cls(rule.window_minutes + rule.baseline_minutes, since)
+
+    def _update(self, slot: int, delta: int) -> None:
+        self._vals[slot] += delta
+        i = slot + 1
+        while i <= self.size:
+            self._tree[i] += delta
+            i += i & -i
+
+    def _prefix(self, slot: int) -> int:  # sum of slots 0..slot
+        total, i = 0, slot + 1
+        while i > 0:
+            total += self._tree[i]
+            i -= i & -i
+        return total
+
+    def _advance(self, minute: int) -> None:
+        assert self.latest is not None
+        if minute - self.latest >= self.size:
+            self._vals = [0] * self.size
+            self._tree = [0] * (self.size + 1)
+        else:
+            for m in range(self.latest + 1, minute + 1):
+                slot = m % self.size
+                if self._vals[slot]:
+                    self._update(slot, -self._vals[slot])
+        self.latest = minute
+
+    def add(self, at: datetime, micros: int) -> bool:
+        """Count `micros` in the minute of `at`. False (ignored) when older than the kept horizon."""
+        m = _minute(at)
+        if self.latest is None:
+            self.latest = m
+            if self.origin is None:
+                self.origin = m
+        elif m > self.latest:
+            self._advance(m)
+        elif m <= self.latest - self.size:
+            return False
+        if micros:
+            self._update(m % self.size, micros)
+        return True
+
+    def _range(self, lo: int, hi: int) -> int:
+        """Spend in minutes lo..hi inclusive, clipped to what is kept."""
+        if self.latest is None:
+            return 0
+        lo, hi = max(lo, self.latest - self.size + 1), min(hi, self.latest)
+        if lo > hi:
+            return 0
+        a, b = lo % self.size, hi % self.size
+        if a <= b:
+            return self._prefix(b) - (self._prefix(a - 1) if a else 0)
+        return self._prefix(self.size - 1) - self._prefix(a - 1) + self._prefix(b)
+
+    def sum_last(self, minutes: int, now: datetime) -> int:
+        """Spend in the `minutes` minutes ending with the minute of `now` (that minute included)."""
+        n = _minute(now)
+        return self._range(n - minutes + 1, n)
+
+    def _baseline(self, window_minutes: int, baseline_minutes: int, now: datetime) -> tuple[int, int]:
+        """(spend, observed minutes) of the baseline before the window ending at `now`."""
+        if self.latest is None or self.origin is None:
+            return 0, 0
+        hi = _minute(now) - window_minutes
+        lo = max(hi - baseline_minutes + 1, self.origin, self.latest - self.size + 1)
+        if lo > hi:
+            return 0, 0
+        return self._range(lo, hi), hi - lo + 1
+
+    def baseline_rate(self, window_minutes: int, baseline_minutes: int, now: datetime) -> Decimal | None:
+        """Average micros per minute over the baseline; None before any baseline minute was observed."""
+        spend, observed = self._baseline(window_minutes, baseline_minutes, now)
+        if observed == 0:
+            return None
+        with localcontext() as ctx:
+            ctx.prec = _PREC
+            return Decimal(spend) / observed
+
+
+def is_spike(rule: SpikeRule, series: MinuteSeries, now: datetime) -> tuple[bool, int, int]:
+    """(spiking, spend in the last window, spend the baseline predicts for the window), micros.
+
+    Spiking when window spend > 0, >= min_spend and >= factor x expected. With less observed
+    baseline than one window (a fresh series) nothing is a spike yet. A baseline of zero spend
+    makes any spend of at least min_spend a spike."""
+    w = rule.window_minutes
+    recent = series.sum_last(w, now)
+    base_spend, observed = series._baseline(w, rule.baseline_minutes, now)
+    if observed == 0:
+        return False, recent, 0
+    with localcontext() as ctx:
+        ctx.prec = _PREC
+        expected = _round(Decimal(base_spend) * w / observed)
+        spiking = (
+            observed >= w
+            and recent > 0
+            and recent >= rule.min_spend_micros
+            and Decimal(recent) * observed >= rule.factor * base_spend * w
+        )
+    return spiking, recent, expected

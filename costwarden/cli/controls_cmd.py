@@ -1,0 +1,88 @@
+"""`costwarden controls list|release|extend|audit` (every change audited: who, when, why)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+
+from costwarden.cli.common import emit, handle_errors
+from costwarden.store.queries import AUDIT_SQL
+
+
+@click.group()
+def controls():
+    """Throttles and kill switches per workflow."""
+
+
+@controls.command("list")
+@click.option("--all", "show_all", is_flag=True, help="include expired and released controls")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def list_(ctx, show_all, as_json):
+    """Current controls."""
+    from costwarden.cli import open_pipeline
+
+    p = open_pipeline(ctx.find_root())
+    now = datetime.now(timezone.utc)
+    rows = []
+    for c in p.controls.all():
+        active = c.active(now) and c.state.value != "allow"
+        if not show_all and not active:
+            continue
+        rows.append({"workflow": c.workflow, "state": c.state.value, "rate_per_min": c.rate_per_min,
+                     "budget": c.budget_id, "reason": c.reason, "set_by": c.set_by, "set_at": c.set_at,
+                     "expires_at": c.expires_at, "active": active})
+    emit(rows, "json" if as_json else "table",
+         ["workflow", "state", "rate_per_min", "budget", "reason", "set_by", "set_at", "expires_at", "active"],
+         title="controls")
+
+
+@controls.command()
+@click.argument("workflow")
+@click.option("--reason", required=True, help="why (kept in the audit trail)")
+@click.option("--by", "by", required=True, help="who is releasing (kept in the audit trail)")
+@click.pass_context
+@handle_errors
+def release(ctx, workflow, reason, by):
+    """Release a throttle or block; holds until the budget's period ends."""
+    from costwarden.cli import open_pipeline
+
+    p = open_pipeline(ctx.find_root())
+    change = p.controls.release(workflow, reason=reason, by=by)
+    p.apply_change(change)
+    click.echo(f"released {workflow} (was {change.before.state.value}); audited as {by}: {reason}")
+
+
+@controls.command()
+@click.argument("workflow")
+@click.option("--until", default=None, help="ISO time (UTC) to keep it until; omit to keep until released")
+@click.option("--reason", required=True)
+@click.option("--by", "by", required=True)
+@click.pass_context
+@handle_errors
+def extend(ctx, workflow, until, reason, by):
+    """Keep a throttle or block past its period end."""
+    from costwarden.cli import open_pipeline
+
+    p = open_pipeline(ctx.find_root())
+    when = datetime.fromisoformat(until).replace(tzinfo=timezone.utc) if until else None
+    change = p.controls.extend(workflow, until=when, reason=reason, by=by)
+    p.apply_change(change)
+    click.echo(f"kept {workflow} {change.after.state.value} until {when or 'released'}; audited as {by}")
+
+
+@controls.command()
+@click.option("--workflow", default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def audit(ctx, workflow, as_json):
+    """Every control change: who, when, why."""
+    from costwarden.cli import open_pipeline
+
+    p = open_pipeline(ctx.find_root())
+    rows = [r for r in p.store.query(AUDIT_SQL) if workflow is None or r["workflow"] == workflow]
+    emit(rows, "json" if as_json else "table",
+         ["at", "workflow", "from_state", "to_state", "rate_per_min", "budget_id", "actor", "actor_kind", "reason"],
+         title="control audit")

@@ -1,0 +1,79 @@
+"""`costwarden demo`: a synthetic month through the whole embedded loop, and what happened."""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+
+import click
+
+from costwarden.cli.common import emit, handle_errors
+from costwarden.money import fmt_usd, from_micros
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="keep the demo data directory from an earlier run")
+@click.option("--seed", default=42, show_default=True)
+@click.pass_context
+@handle_errors
+def demo(ctx, keep, seed):
+    """Feed a realistic synthetic month (with a runaway agent) through the embedded pipeline."""
+    from rich.progress import Progress
+
+    from costwarden import demo as gen
+    from costwarden.alerts.notifier import LogNotifier
+    from costwarden.cli import settings_from
+    from costwarden.embedded import EmbeddedPipeline
+    from costwarden.reports import spend_report
+
+    s = settings_from(ctx)
+    s.data_dir = s.data_dir / "demo"
+    if not keep and s.data_dir.exists():
+        shutil.rmtree(s.data_dir)
+    s.budgets.budgets_file = s.budgets.budgets_file or gen.demo_file("demo-budgets.yaml")
+    s.budgets.rules_file = s.budgets.rules_file or gen.demo_file("demo-rules.yaml")
+    start, end = gen.month_window(gen.now_utc())
+    click.echo(f"costwarden demo: synthetic usage {start:%Y-%m-%d} .. {end:%Y-%m-%d %H:%M} UTC "
+               f"through the embedded pipeline (chDB in {s.data_dir})")
+    notifier = LogNotifier()
+    p = EmbeddedPipeline(s, notifier=notifier)
+    t0 = time.perf_counter()
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("ingesting", total=None)
+        report = p.ingest(gen.events(start, end, seed), "demo", progress=lambda n: bar.advance(task, n))
+    elapsed = time.perf_counter() - t0
+    p.close(flush_alerts=True)
+    m = p.processor.metrics
+    click.echo(f"\n{m.events_in:,} payloads in {elapsed:.1f}s ({m.events_in / elapsed:,.0f}/s): "
+               f"{report.accepted:,} events priced and stored, {report.duplicates:,} re-deliveries counted once, "
+               f"{sum(report.dead.values()):,} dead-lettered {dict(report.dead)}")
+    if m.unpriced:
+        click.echo(f"unpriced (cost 0, flagged): {dict(m.unpriced)}")
+    rows, cols = spend_report(p.store, ["team"], start, end)
+    emit(rows, "table", ["team", "requests", "cost_usd", "cost_per_request_usd", "unpriced_events"],
+         title="spend by team (ClickHouse rollups)")
+    rows, cols = spend_report(p.store, ["team", "workflow"], start, end)
+    emit(rows[:8], "table", ["team", "workflow", "requests", "cost_usd"], title="top workflows")
+    status = p.status(end)
+    for r in status:
+        r["spend"] = fmt_usd(r["spend_micros"])
+        r["budget_amount"] = fmt_usd(r["amount_micros"])
+        r["forecast"] = fmt_usd(r["forecast_micros"])
+    emit(status, "table", ["budget", "period", "spend", "budget_amount", "pct_used", "forecast", "state"],
+         title=f"budgets at {end:%Y-%m-%d %H:%M}")
+    click.echo(f"\n{len(report.signals)} budget signals, each alerted once:")
+    for sig in report.signals:
+        click.echo(f"  {sig.at:%m-%d %H:%M} {sig.key}  spend {fmt_usd(sig.spend_micros)}")
+    click.echo(f"{len(notifier.sent)} notifications delivered (no channel configured: printed to the log)")
+    click.echo("\ncontrol changes:")
+    for c in report.changes:
+        a = c.after
+        click.echo(f"  {c.at:%m-%d %H:%M:%S} {a.workflow} -> {a.state.value}"
+                   f"{' ' + str(a.rate_per_min) + '/min' if a.rate_per_min else ''} ({a.reason})")
+    for wf in ("agent-loop", "rag-answer", "ticket-triage"):
+        d = p.check(wf, end)
+        click.echo(f"gateway check({wf!r}) at {end:%m-%d %H:%M} -> {d.action.value}"
+                   f"{' ' + d.reason if d.reason else ''}")
+    click.echo(f"\ntotal {fmt_usd(report.cost_micros)} (exact: ${from_micros(report.cost_micros)}). "
+               f"Try: costwarden --data-dir {s.data_dir.parent} report --by workflow --period {start:%Y-%m}"
+               f"  (with --data-dir {s.data_dir})")

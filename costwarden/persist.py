@@ -1,0 +1,105 @@
+"""Mapping between processing results and stored rows, and state rebuilt from the store at start.
+
+Shared by the embedded runner and the distributed workers: both persist the same rows.
+"""
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from costwarden.alerts.message import BudgetAlert
+from costwarden.budgets.controls import Control, ControlChange, State
+from costwarden.budgets.evaluate import Signal
+from costwarden.store import Store
+from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery
+
+_SEQ = itertools.count()
+
+
+@dataclass
+class StateRows:
+    recent_ids: list[tuple[str, datetime]]
+    controls: list[dict]
+    fired: set[str]
+
+
+def load_state_rows(store: Store, horizon_hours: int, max_entries: int) -> StateRows:
+    ids = [(r["event_id"], r["occurred_at"]) for r in store.query(RecentIdsQuery(horizon_hours, max_entries).to_sql())]
+    return StateRows(ids, store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)})
+
+
+def scope_text(budget) -> str:
+    parts = []
+    for k, v in budget.scope.model_dump(exclude_none=True).items():
+        if v in (None, [], ""):
+            continue
+        parts.append(f"{k}={','.join(v) if isinstance(v, list) else v}")
+    return ", ".join(parts) or "everything"
+
+
+def _action_text(signal: Signal, changes: list[ControlChange]) -> tuple[str, str]:
+    mine = [c for c in changes if c.after.budget_id == signal.budget.id and c.at == signal.at]
+    if not mine:
+        return "notify only", ""
+    texts, hints = [], []
+    for c in mine:
+        a = c.after
+        if a.state is State.block:
+            texts.append(f"blocked {a.workflow}")
+        else:
+            texts.append(f"throttled {a.workflow} to {a.rate_per_min} req/min")
+        hints.append(f"costwarden controls release {a.workflow} --reason '...' --by you@example.com")
+    return "; ".join(texts), " / ".join(hints)
+
+
+def alert_for(signal: Signal, changes: list[ControlChange]) -> BudgetAlert:
+    channels: list[str] = []
+    for a in signal.actions:
+        for ch in getattr(a, "notify", None) or []:
+            if ch not in channels:
+                channels.append(ch)
+    action, hint = _action_text(signal, changes)
+    kind = signal.kind if signal.kind in ("actual", "forecast", "spike") else "actual"
+    return BudgetAlert(signal.key, signal.budget.id, signal.budget.name, scope_text(signal.budget),
+                       signal.period_label, signal.period_end, kind, signal.threshold, signal.spend_micros,
+                       signal.amount_micros, signal.forecast_micros, list(signal.top), action, hint, channels)
+
+
+def budget_event_row(s: Signal) -> dict:
+    return {"key": s.key, "at": s.at, "budget_id": s.budget.id, "period_start": s.period_start.replace(microsecond=0),
+            "kind": s.kind, "threshold": s.threshold, "spend_micros": s.spend_micros,
+            "amount_micros": s.amount_micros, "forecast_micros": s.forecast_micros, "workflow": s.workflow,
+            "detail": ", ".join(f"{d}={v}" for d, v, _ in s.top)}
+
+
+def _version() -> int:
+    return time.time_ns() // 1000 * 1000 + next(_SEQ) % 1000
+
+
+def change_rows(changes: list[ControlChange]) -> tuple[list[dict], list[dict]]:
+    current: dict[str, dict] = {}
+    audit = []
+    for c in changes:
+        a = c.after
+        v = _version()
+        current[a.workflow] = {
+            "workflow": a.workflow, "version": v, "state": a.state.value, "rate_per_min": a.rate_per_min,
+            "reason": a.reason, "budget_id": a.budget_id,
+            "period_start": a.period_start.replace(microsecond=0) if a.period_start else None,
+            "set_at": a.set_at or c.at, "expires_at": a.expires_at, "set_by": a.set_by,
+            "kept_by_person": int(a.kept_by_person)}
+        audit.append({"at": c.at, "seq": v, "workflow": a.workflow,
+                      "from_state": c.before.state.value if c.before else "allow", "to_state": a.state.value,
+                      "rate_per_min": a.rate_per_min, "reason": c.reason, "budget_id": a.budget_id,
+                      "actor": c.actor, "actor_kind": c.actor_kind})
+    return list(current.values()), audit
+
+
+def control_from_row(r: dict) -> Control:
+    rate = r.get("rate_per_min")
+    return Control(r["workflow"], State(r["state"]), Decimal(rate) if rate is not None else None, r["reason"],
+                   r["budget_id"], r.get("period_start"), r.get("set_at"), r.get("expires_at"), r["set_by"],
+                   bool(r.get("kept_by_person")))

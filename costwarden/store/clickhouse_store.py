@@ -1,0 +1,161 @@
+"""ClickHouseStore: a ClickHouse server over HTTP through clickhouse-connect (distributed mode).
+
+Same DDL, SQL and value contract as ChdbStore (see costwarden/store/base.py). Inserts are
+column-oriented Native blocks; a batch with a `dedup_token` is stored once however often it is
+retried, in the raw table and in the materialized rollups. Transient failures (connection errors,
+HTTP 5xx without a ClickHouse error, ClickHouse's own transient codes) are retried with backoff;
+everything else surfaces at once as StoreError carrying the server's message. The password is
+never logged, repr'd or put in an error.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import date, datetime, timezone
+from typing import Any, Callable, Sequence, TypeVar
+from urllib.parse import unquote, urlsplit
+from uuid import UUID
+
+from costwarden.errors import ConfigError, StoreError
+from costwarden.store.base import Row
+from costwarden.store.values import convert_column
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# ClickHouse error codes worth another try: timeouts, network, overload, too many parts, Keeper.
+TRANSIENT_CODES = frozenset({3, 159, 160, 164, 202, 203, 209, 210, 236, 241, 242, 252, 285, 319, 425, 999})
+
+
+class ClickHouseStore:
+    def __init__(self, host: str, port: int, username: str = "default", password: str = "",
+                 database: str = "costwarden", secure: bool = False, retries: int = 4,
+                 backoff_s: float = 0.2, connect_timeout_s: float = 10, send_receive_timeout_s: float = 300) -> None:
+        self.host, self.port, self.username, self.secure = host, port, username, secure
+        self.database = database
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._password = password
+        self._timeouts = (connect_timeout_s, send_receive_timeout_s)
+        self._client = self._retry("connect", self._connect)
+        self._retry("create database", lambda: self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}"))
+
+    @classmethod
+    def from_url(cls, url: str, database: str = "costwarden", **kw: Any) -> "ClickHouseStore":
+        """`http://user:password@host:8123` (or https://, default ports 8123 / 8443)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"ClickHouse URL must be http(s)://[user:password@]host[:port], got scheme "
+                              f"{parts.scheme!r} host {parts.hostname!r}")
+        secure = parts.scheme == "https"
+        try:
+            port = parts.port or (8443 if secure else 8123)
+        except ValueError as e:
+            raise ConfigError(f"ClickHouse URL has a bad port: {e}") from None
+        return cls(parts.hostname, port, unquote(parts.username or "default"), unquote(parts.password or ""),
+                   database, secure=secure, **kw)
+
+    def __repr__(self) -> str:
+        scheme = "https" if self.secure else "http"
+        return f"ClickHouseStore({scheme}://{self.username}@{self.host}:{self.port}, database={self.database!r})"
+
+    def _connect(self):
+        import clickhouse_connect
+
+        return clickhouse_connect.get_client(
+            host=self.host, port=self.port, username=self.username, password=self._password,
+            secure=self.secure, compress=False, connect_timeout=self._timeouts[0],
+            send_receive_timeout=self._timeouts[1], autogenerate_session_id=False,
+            show_clickhouse_errors="scrub")
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        from clickhouse_connect.driver.exceptions import Error, OperationalError
+
+        delay = self.backoff_s
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Error as e:
+                transient = isinstance(e, OperationalError) or e.code in TRANSIENT_CODES or (
+                    e.code is None and "HTTP status 5" in str(e))
+                if not transient or attempt == self.retries:
+                    raise StoreError(f"ClickHouse {what} failed: {_message(e)}") from None
+                log.warning("ClickHouse %s failed (attempt %d of %d), retrying in %.1fs: %s",
+                            what, attempt + 1, self.retries + 1, delay, _message(e))
+            except (TypeError, ValueError) as e:  # a value the column type cannot encode
+                raise StoreError(f"ClickHouse {what} failed: cannot encode a value: {e}") from None
+            except OSError as e:
+                if attempt == self.retries:
+                    raise StoreError(f"ClickHouse {what} failed: {e}") from None
+                log.warning("ClickHouse %s failed (attempt %d), retrying in %.1fs: %s", what, attempt + 1, delay, e)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+        raise AssertionError("unreachable")
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("{db}", self.database)
+
+    def command(self, sql: str) -> None:
+        sql = self._sql(sql)
+        self._retry("command", lambda: self._client.command(sql))
+
+    def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
+        if not rows:
+            return
+        names = list(rows[0])
+        seen = set(names)
+        for r in rows:
+            for k in r:
+                if k not in seen:
+                    seen.add(k)
+                    names.append(k)
+        columns = [[_to_insert_value(r.get(n)) for r in rows] for n in names]
+        settings: dict[str, Any] = {}
+        if dedup_token:
+            settings = {"insert_deduplication_token": dedup_token, "insert_deduplicate": 1,
+                        "deduplicate_blocks_in_dependent_materialized_views": 1}
+        self._retry(f"insert into {table}", lambda: self._client.insert(
+            table, columns, column_names=names, database=self.database, column_oriented=True,
+            settings=settings))
+
+    def query(self, sql: str) -> list[Row]:
+        sql = self._sql(sql)
+        res = self._retry("query", lambda: self._client.query(sql))
+        types = [t.name for t in res.column_types]
+        out: list[Row] = []
+        for row in res.result_rows:
+            out.append({n: _from_value(t, v) for n, t, v in zip(res.column_names, types, row)})
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _message(e: Exception) -> str:
+    text = str(e)
+    marker = "server response: "
+    if marker in text:
+        text = text.split(marker, 1)[1]
+    return text.strip()[:500]
+
+
+def _to_insert_value(v: Any) -> Any:
+    if isinstance(v, float):
+        raise TypeError("float values are not stored; use int micros or Decimal")
+    if isinstance(v, datetime):
+        if v.tzinfo is None:
+            raise ValueError("naive datetime")
+        return v.astimezone(timezone.utc)
+    if isinstance(v, bool):
+        return int(v)
+    return v
+
+
+def _from_value(ctype: str, v: Any) -> Any:
+    """clickhouse-connect's Python value -> the value ChdbStore returns for the same column."""
+    v = convert_column(ctype, v)
+    if isinstance(v, datetime):
+        return v.astimezone(timezone.utc)
+    if isinstance(v, (date, UUID)):  # ChdbStore returns Date and UUID as their text
+        return str(v)
+    return v

@@ -1,0 +1,91 @@
+"""SQL as values: small query builders with `to_sql()`, tested as strings (tests/store/test_queries.py)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Iterable, Sequence
+
+from costwarden.errors import CostwardenError
+
+
+def lit(s: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def ts(d: datetime) -> str:
+    return f"toDateTime64({lit(d.astimezone(timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')[:-3])}, 3, 'UTC')"
+
+
+REPORT_DIMS = ("team", "workflow", "cost_center", "env", "provider", "model")
+MEASURES = ("events", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens",
+            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_micros", "unpriced_events")
+
+
+@dataclass(frozen=True)
+class ReportQuery:
+    """Spend per dimension over [start, end) from the day (or hour/minute) rollup."""
+
+    by: Sequence[str]
+    start: datetime
+    end: datetime
+    granularity: str = "day"
+
+    def to_sql(self) -> str:
+        for d in self.by:
+            if d not in REPORT_DIMS:
+                raise CostwardenError(f"cannot report by {d!r}; choose from {', '.join(REPORT_DIMS)}")
+        if self.granularity not in ("minute", "hour", "day"):
+            raise CostwardenError(f"unknown granularity {self.granularity!r}")
+        dims = ", ".join(self.by)
+        sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES)
+        group = f" GROUP BY {dims} ORDER BY cost_micros DESC, {dims}" if self.by else ""
+        select = f"{dims}, {sums}" if self.by else sums
+        return (f"SELECT {select} FROM {{db}}.usage_rollup_{self.granularity} "
+                f"WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)}{group}")
+
+
+@dataclass(frozen=True)
+class SpendSeedQuery:
+    """Spend in [start, end) by the dimensions budgets match on plus the key, from raw events."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        return ("SELECT team, workflow, cost_center, env, provider, model, tags['org'] AS org, "
+                "if(api_key_id != '', api_key_id, project_id) AS key, sum(cost_micros) AS cost_micros "
+                f"FROM {{db}}.usage_events FINAL WHERE occurred_at >= {ts(self.start)} AND occurred_at < {ts(self.end)} "
+                "GROUP BY team, workflow, cost_center, env, provider, model, org, key")
+
+
+@dataclass(frozen=True)
+class RecentIdsQuery:
+    """Ids of the newest events (the dedupe window rebuilt at start)."""
+
+    horizon_hours: int
+    limit: int
+
+    def to_sql(self) -> str:
+        return ("SELECT event_id, occurred_at FROM {db}.usage_events WHERE occurred_at >= "
+                f"(SELECT max(occurred_at) FROM {{db}}.usage_events) - INTERVAL {int(self.horizon_hours)} HOUR "
+                f"ORDER BY occurred_at DESC LIMIT {int(self.limit)}")
+
+
+@dataclass(frozen=True)
+class KnownIdsQuery:
+    ids: tuple[str, ...]
+
+    def to_sql(self) -> str:
+        return f"SELECT DISTINCT event_id FROM {{db}}.usage_events WHERE event_id IN ({', '.join(map(lit, self.ids))})"
+
+
+def known_ids_queries(ids: Iterable[str], chunk: int = 5000) -> list[KnownIdsQuery]:
+    ids = list(ids)
+    return [KnownIdsQuery(tuple(ids[i:i + chunk])) for i in range(0, len(ids), chunk)]
+
+
+CONTROLS_SQL = "SELECT * FROM {db}.controls FINAL ORDER BY workflow"
+AUDIT_SQL = "SELECT * FROM {db}.control_audit ORDER BY at, seq"
+FIRED_KEYS_SQL = "SELECT DISTINCT key FROM {db}.budget_events"
+TOTALS_SQL = "SELECT count() AS events, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL"
