@@ -42,7 +42,8 @@ def _ts(dt: datetime) -> str:
 class DeliveryReport:
     sent: int = 0
     retried: int = 0
-    failed: int = 0   # gave up after max_attempts
+    failed: int = 0     # gave up after max_attempts
+    deferred: int = 0   # not tried: their channel already failed in this pass
 
 
 def backoff(attempts: int, base: timedelta, cap: timedelta, jitter: float, rng: random.Random) -> timedelta:
@@ -112,10 +113,16 @@ class Outbox:
             f"AND next_attempt_at <= {_ts(now)} ORDER BY next_attempt_at, key, channel LIMIT {int(limit)}")
 
     def deliver_due(self, notifier: Notifier, now: datetime, limit: int = 100) -> DeliveryReport:
-        """Send every pending row due at `now`; record each outcome as a new row version."""
-        sent = retried = failed = 0
+        """Send every pending row due at `now`; record each outcome as a new row version.
+        After one failure on a channel, that channel's other rows wait for the next pass, so a
+        dead receiver costs one timeout per pass, not one per alert."""
+        sent = retried = failed = deferred = 0
+        down: set[str] = set()
         with self._lock:
             for row in self.due(now, limit):
+                if row["channel"] in down:
+                    deferred += 1
+                    continue
                 new = dict(row, version=self._version(row["version"]))
                 try:
                     notifier.send(row["channel"], row["title"], row["body"])
@@ -123,6 +130,7 @@ class Outbox:
                     err = str(e) if isinstance(e, DeliveryError) else f"{type(e).__name__}: {e}"
                     new["attempts"] = row["attempts"] + 1
                     new["last_error"] = err[:1000]
+                    down.add(row["channel"])
                     if new["attempts"] >= self.max_attempts:
                         new["status"] = "failed"
                         failed += 1
@@ -140,7 +148,7 @@ class Outbox:
                     new["last_error"] = ""
                     sent += 1
                 self.store.insert(TABLE, [new])
-        return DeliveryReport(sent, retried, failed)
+        return DeliveryReport(sent, retried, failed, deferred)
 
     # ---- reading -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from costwarden.budgets.periods import period_bounds, period_key
 from costwarden.money import to_micros
 
 RECENT_WINDOW_S = 24 * 3600
+_DIMS = ("org", "team", "workflow", "cost_center", "env", "provider", "model")
 
 
 @dataclass
@@ -91,11 +92,13 @@ class BudgetLedger:
         self.totals: dict[tuple[str, datetime], PeriodTotals] = {}
         self._current: dict[str, PeriodTotals] = {}
         self._series: dict[str, MinuteSeries] = {}
+        self._last_spike: dict[str, datetime] = {}
+        self._recent: dict[str, tuple[datetime, int]] = {}
         self._match_cache: dict[tuple, list[Budget]] = {}
         self.now: datetime | None = None
 
     def matching(self, dims: Mapping[str, str | None]) -> list[Budget]:
-        k = tuple(sorted(dims.items()))
+        k = tuple([dims.get(d) for d in _DIMS])
         hit = self._match_cache.get(k)
         if hit is None:
             hit = [b for b in self.budgets if b.scope.matches(dims)]
@@ -170,16 +173,18 @@ class BudgetLedger:
         fc = None
         label = pt.key if b.period.rolling_seconds is None else f"rolling-{at.astimezone(self.tz):%Y-%m-%d}"
         for th in b.thresholds:
+            key = f"{b.id}:{label}:{th.id}"
+            if key in self.fired:
+                continue
             if th.basis == "forecast":
+                if not self._forecast_ready(pt, at):
+                    continue
                 if fc is None:
                     fc = self.forecast(b, pt, at)
                 value = fc
             else:
                 value = pt.spend
-            if Decimal(value) * 100 < Decimal(amount) * th.at:
-                continue
-            key = f"{b.id}:{label}:{th.id}"
-            if key in self.fired:
+            if value * 100 < amount * th.at:
                 continue
             self.fired.add(key)
             for a in th.actions:
@@ -188,23 +193,39 @@ class BudgetLedger:
             fired.append(self._signal(key, b, pt, label, th.basis, f"{th.at}%", at, workflow, th.actions, fc))
         if b.spike is not None:
             spiking, recent, expected = is_spike(b.spike, series, at)
+            last = self._last_spike.get(b.id)
             if spiking:
-                hour = at.replace(minute=0, second=0, microsecond=0)
-                key = f"{b.id}:{label}:spike:{hour:%Y-%m-%dT%H}"
-                if key not in self.fired:
-                    self.fired.add(key)
-                    for a in b.spike.actions:
-                        if _action_kind(a) != "notify":
-                            pt.control_actions.append(("spike", a))
-                    fired.append(self._signal(key, b, pt, label, "spike",
-                                              f"spike {recent}>{expected}", at, workflow, b.spike.actions, fc))
+                # One alert per spike episode: a spike that continues (or recurs within the
+                # baseline window) belongs to the episode that already alerted.
+                self._last_spike[b.id] = at
+                if last is None or at - last > timedelta(minutes=b.spike.baseline_minutes):
+                    key = f"{b.id}:{label}:spike:{at:%Y-%m-%dT%H:%M}"
+                    if key not in self.fired:
+                        self.fired.add(key)
+                        for a in b.spike.actions:
+                            if _action_kind(a) != "notify":
+                                pt.control_actions.append(("spike", a))
+                        fired.append(self._signal(key, b, pt, label, "spike", f"spike x{b.spike.factor}", at,
+                                                  workflow, b.spike.actions, fc))
         return fired
 
+    @staticmethod
+    def _forecast_ready(pt: PeriodTotals, at: datetime) -> bool:
+        """A forecast is trusted once 10% of the period (and at least an hour) has passed."""
+        elapsed = at - pt.start
+        return elapsed >= timedelta(hours=1) and elapsed * 10 >= pt.end - pt.start
+
     def forecast(self, b: Budget, pt: PeriodTotals, at: datetime) -> int:
+        """Projected spend at period end. The trailing rate is recomputed at most once per
+        event-time minute per budget (it moves slowly); the spend part is always current."""
         if b.period.rolling_seconds is not None:
             return pt.spend
-        recent = self.series(b).sum_last(RECENT_WINDOW_S // 60, at)
-        return forecast_period_end(pt.spend, pt.start, pt.end, at, recent, RECENT_WINDOW_S)
+        minute = at.replace(second=0, microsecond=0)
+        cached = self._recent.get(b.id)
+        if cached is None or cached[0] != minute:
+            cached = (minute, self.series(b).sum_last(RECENT_WINDOW_S // 60, at))
+            self._recent[b.id] = cached
+        return forecast_period_end(pt.spend, pt.start, pt.end, at, cached[1], RECENT_WINDOW_S)
 
     def _signal(self, key, b, pt, label, kind, threshold, at, workflow, actions, fc) -> Signal:
         if fc is None:

@@ -4,7 +4,8 @@ Forecast (see budgets/README.md): spend + rate x time left, where the rate blend
 recent window's rate with the period-to-date average, weighted by how much of the recent window
 the period has already lived: w = min(1, elapsed / recent_seconds),
 rate = w x recent_micros / recent_seconds + (1 - w) x spend / elapsed.
-All arithmetic is Decimal (or int); results are rounded half-even to whole micro-dollars.
+Arithmetic is exact integer math on micro-dollars and microseconds (Decimal only at the edges,
+never float); results are rounded half-even once, to whole micro-dollars.
 
 Spike: a MinuteSeries keeps per-minute spend by event time for the last N minutes; a spike is
 spend in the last `window_minutes` >= factor x the baseline rate x window_minutes, where the
@@ -13,7 +14,7 @@ baseline is the `baseline_minutes` just before the window (only minutes the seri
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_HALF_EVEN, Decimal, localcontext
+from decimal import Decimal, localcontext
 
 from costwarden.budgets.model import SpikeRule
 
@@ -22,15 +23,35 @@ __all__ = [
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_PREC = 60
+_US = timedelta(microseconds=1)
 
 
-def _seconds(td: timedelta) -> Decimal:
-    return Decimal(td.days * 86400 + td.seconds) + Decimal(td.microseconds) / 1_000_000
+def _us(td: timedelta) -> int:
+    return td // _US
 
 
-def _round(d: Decimal) -> int:
-    return int(d.to_integral_value(rounding=ROUND_HALF_EVEN))
+def _div_half_even(num: int, den: int) -> int:
+    q, r = divmod(num, den)
+    twice = 2 * r
+    return q + 1 if twice > den or (twice == den and q % 2) else q
+
+
+def _rate(spend_micros: int, period_start: datetime, now: datetime, recent_micros: int,
+          recent_seconds: int) -> tuple[int, int]:
+    """The blended burn rate as an exact fraction (numerator, denominator) of micros per microsecond.
+    With E = elapsed, R = recent window (both in µs), S = spend, Q = recent spend:
+    E >= R > 0: Q / R;  R == 0: S / E;  else (E/R)(Q/R) + (1 - E/R)(S/E) = (E²Q + SR² - SER) / (ER²)."""
+    e = _us(now - period_start)
+    if e <= 0:
+        return 0, 1
+    r = recent_seconds * 1_000_000
+    if r <= 0:
+        num, den = spend_micros, e
+    elif e >= r:
+        num, den = recent_micros, r
+    else:
+        num, den = e * e * recent_micros + spend_micros * r * r - spend_micros * e * r, e * r * r
+    return (num, den) if num > 0 else (0, 1)
 
 
 def burn_rate(spend_micros: int, period_start: datetime, now: datetime, recent_micros: int = 0,
@@ -38,45 +59,34 @@ def burn_rate(spend_micros: int, period_start: datetime, now: datetime, recent_m
     """Micro-dollars per second the forecast projects: the recent window's rate blended with the
     period-to-date average (weight of the recent rate = min(1, elapsed / recent_seconds)).
     Never negative (credits do not make a forecast fall below actual spend)."""
+    num, den = _rate(spend_micros, period_start, now, recent_micros, recent_seconds)
     with localcontext() as ctx:
-        ctx.prec = _PREC
-        elapsed = _seconds(now - period_start)
-        if elapsed <= 0:
-            return Decimal(0)
-        average = Decimal(spend_micros) / elapsed
-        if recent_seconds <= 0:
-            rate = average
-        else:
-            w = min(Decimal(1), elapsed / recent_seconds)
-            rate = w * Decimal(recent_micros) / recent_seconds + (1 - w) * average
-        return max(rate, Decimal(0))
+        ctx.prec = 40
+        return Decimal(num * 1_000_000) / Decimal(den)
 
 
 def forecast_period_end(spend_micros: int, period_start: datetime, period_end: datetime, now: datetime,
                         recent_micros: int = 0, recent_seconds: int = 0) -> int:
-    """Projected spend at period end in micros: spend + burn_rate x (period_end - now).
-    At or after the period end, and at its very start, the forecast is the actual spend."""
+    """Projected spend at period end in micros: spend + rate x (period_end - now), computed exactly
+    in integers and rounded half-even once. At or after the period end, and at its very start,
+    the forecast is the actual spend."""
     if now >= period_end or now <= period_start:
         return spend_micros
-    rate = burn_rate(spend_micros, period_start, now, recent_micros, recent_seconds)
-    with localcontext() as ctx:
-        ctx.prec = _PREC
-        return spend_micros + _round(rate * _seconds(period_end - now))
+    num, den = _rate(spend_micros, period_start, now, recent_micros, recent_seconds)
+    return spend_micros + _div_half_even(num * _us(period_end - now), den)
 
 
 def exhaustion_time(spend: int, amount: int, rate_micros_per_s: Decimal | int, now: datetime) -> datetime | None:
-    """When spend reaches `amount` (micros) at the given rate: `now` if it already has, None if the
-    rate is zero or negative. Rounded up to the whole second."""
+    """When spend reaches `amount` (micros) at the given rate, to the microsecond: `now` if it
+    already has, None if the rate is zero or negative (or the date would pass year 9999)."""
     if spend >= amount:
         return now
-    rate = Decimal(rate_micros_per_s)
-    if rate <= 0:
+    if rate_micros_per_s <= 0:
         return None
-    with localcontext() as ctx:
-        ctx.prec = _PREC
-        secs = int(((Decimal(amount) - spend) / rate).to_integral_value(rounding=ROUND_CEILING))
+    p, q = Decimal(rate_micros_per_s).as_integer_ratio()
+    micros = _div_half_even((amount - spend) * q * 1_000_000, p)
     try:
-        return now + timedelta(seconds=secs)
+        return now + timedelta(microseconds=micros)
     except OverflowError:
         return None
 
@@ -184,7 +194,7 @@ class MinuteSeries:
         if observed == 0:
             return None
         with localcontext() as ctx:
-            ctx.prec = _PREC
+            ctx.prec = 40
             return Decimal(spend) / observed
 
 
@@ -199,13 +209,12 @@ def is_spike(rule: SpikeRule, series: MinuteSeries, now: datetime) -> tuple[bool
     base_spend, observed = series._baseline(w, rule.baseline_minutes, now)
     if observed == 0:
         return False, recent, 0
-    with localcontext() as ctx:
-        ctx.prec = _PREC
-        expected = _round(Decimal(base_spend) * w / observed)
-        spiking = (
-            observed >= w
-            and recent > 0
-            and recent >= rule.min_spend_micros
-            and Decimal(recent) * observed >= rule.factor * base_spend * w
-        )
+    expected = _div_half_even(base_spend * w, observed)
+    p, q = rule.factor.as_integer_ratio()
+    spiking = (
+        observed >= w
+        and recent > 0
+        and recent >= rule.min_spend_micros
+        and recent * observed * q >= p * base_spend * w
+    )
     return spiking, recent, expected

@@ -43,14 +43,16 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_decimal(loader: SafeConstructor, node: ScalarNode) -> Any:
-    text = str(loader.construct_scalar(node)).replace("_", "")
+    raw = str(loader.construct_scalar(node))
+    if ":" in raw:
+        return raw  # YAML 1.1 base-60 (1:30.5 == 90.5): keep the text, validation rejects it
     try:
-        d = Decimal(text)
+        d = Decimal(raw.replace("_", ""))
         if d.is_finite():
             return d
     except InvalidOperation:
         pass
-    return SafeConstructor.construct_yaml_float(loader, node)  # .inf, .nan, 1:30.5: rejected later
+    return SafeConstructor.construct_yaml_float(loader, node)  # .inf / .nan: "must be finite"
 
 
 _Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
@@ -129,6 +131,8 @@ def _parse(text: str, filename: str) -> tuple[Node | None, Any]:
         return root, loader.construct_document(root)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
+        if e.context_mark is not None and "end of stream" in str(e.problem):
+            mark = e.context_mark  # an unclosed quote or bracket: point at where it opened
         line = mark.line + 1 if mark is not None else None
         msg = " ".join(str(p) for p in (e.context, e.problem) if p) or "invalid YAML"
         raise FileError([(filename, line, "", f"YAML syntax: {msg}")]) from e

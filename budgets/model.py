@@ -8,6 +8,7 @@
         └── SpikeRule(window_minutes, baseline_minutes, factor, min_spend, actions)
     Action: exactly one of notify: [channels] | throttle: {rate_per_min} | block: true
 
+Models are frozen; derived values (compiled scopes, micros) are cached on first use.
 Money (amount, min_spend) is Decimal USD. Decimal fields accept int, str and Decimal; a float is
 accepted only when it is exactly the decimal it looks like (0.5 yes, 0.1 no). Write money as
 quoted strings. Cross-budget rules (unique ids, parents exist, no cycles) live in `cross_check`
@@ -16,16 +17,17 @@ so the loader can report them with line numbers.
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from decimal import ROUND_CEILING, Decimal, InvalidOperation, localcontext
 from typing import Annotated, Any, Iterable, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    PrivateAttr,
     RootModel,
     field_validator,
     model_validator,
@@ -46,6 +48,7 @@ _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 _MAX_ROLLING_SECONDS = 366 * 86400
 PERIOD_PATTERN = r"^(day|week|month|quarter|[1-9][0-9]*[mhd])$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+MAX_USD = Decimal(10) ** 12  # a trillion dollars: larger is a typo, and keeps micros exact
 _SLUG = re.compile(SLUG_PATTERN)
 
 
@@ -67,6 +70,15 @@ def _exact_decimal(value: Any) -> Any:
 ExactDecimal = Annotated[
     Decimal, BeforeValidator(_exact_decimal, json_schema_input_type=str | int | float)
 ]
+
+
+def _usd(value: Decimal) -> Decimal:
+    if value.as_tuple().exponent < -6 and value != value.quantize(Decimal("0.000001")):  # type: ignore[operator]
+        raise ValueError("USD amounts have at most 6 decimal places (micro-dollars)")
+    return value
+
+
+Usd = Annotated[ExactDecimal, AfterValidator(_usd), Field(le=MAX_USD)]
 
 
 def _fmt(d: Decimal) -> str:
@@ -94,16 +106,16 @@ class Period(RootModel[str]):
             raise ValueError("a rolling window may be at most 366 days")
         return v
 
-    @property
+    @cached_property
     def kind(self) -> str:
         """"day", "week", "month", "quarter" or "rolling"."""
         return self.root if self.root in CALENDAR_PERIODS else "rolling"
 
-    @property
+    @cached_property
     def is_calendar(self) -> bool:
         return self.root in CALENDAR_PERIODS
 
-    @property
+    @cached_property
     def rolling_seconds(self) -> int | None:
         m = _ROLLING.match(self.root)
         return int(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
@@ -114,7 +126,7 @@ class Period(RootModel[str]):
 
 class Throttle(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    rate_per_min: ExactDecimal = Field(gt=0, description="requests per minute the gateway holds the workflow to")
+    rate_per_min: ExactDecimal = Field(gt=0, le=10**9, description="requests per minute the gateway holds the workflow to")
 
 
 def _channels(value: Any) -> Any:
@@ -154,7 +166,7 @@ class Threshold(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    at: ExactDecimal = Field(gt=0, description="percent of the budget amount, e.g. 80, 100, 120")
+    at: ExactDecimal = Field(gt=0, le=100_000, description="percent of the budget amount, e.g. 80, 100, 120")
     basis: Literal["actual", "forecast"] = "actual"
     actions: list[Action] = Field(default_factory=list)
 
@@ -179,8 +191,8 @@ class SpikeRule(BaseModel):
 
     window_minutes: int = Field(gt=0, le=1440)
     baseline_minutes: int = Field(gt=0, le=10080)
-    factor: ExactDecimal = Field(gt=1, description="e.g. 5 = five times the baseline rate")
-    min_spend: ExactDecimal = Field(Decimal(0), ge=0, description="USD; smaller spikes are ignored")
+    factor: ExactDecimal = Field(gt=1, le=1_000_000, description="e.g. 5 = five times the baseline rate")
+    min_spend: Usd = Field(Decimal(0), ge=0, description="USD; smaller spikes are ignored")
     actions: list[Action] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -189,7 +201,7 @@ class SpikeRule(BaseModel):
             raise ValueError("baseline_minutes must be longer than window_minutes")
         return self
 
-    @property
+    @cached_property
     def min_spend_micros(self) -> int:
         return to_micros(self.min_spend)
 
@@ -205,7 +217,7 @@ class Budget(BaseModel):
     parent: str | None = Field(None, description="id of the enclosing budget (org > team > workflow)")
     scope: Scope = Field(default_factory=Scope)
     period: Period
-    amount: ExactDecimal = Field(gt=0, description="USD; write as a quoted string, e.g. \"400.00\"")
+    amount: Usd = Field(gt=0, description="USD; write as a quoted string, e.g. \"400.00\"")
     thresholds: list[Threshold] = Field(default_factory=list)
     spike: SpikeRule | None = None
     labels: dict[str, str] = Field(default_factory=dict)
@@ -226,7 +238,7 @@ class Budget(BaseModel):
             raise PydanticCustomError("budget_cross_check", "; ".join(m for _, m in problems))
         return self
 
-    @property
+    @cached_property
     def amount_micros(self) -> int:
         return to_micros(self.amount)
 
@@ -296,8 +308,6 @@ class BudgetFile(BaseModel):
     timezone: str = Field("UTC", description="IANA time zone for calendar periods, e.g. Europe/Berlin")
     budgets: list[Budget] = Field(default_factory=list)
 
-    _by_id: dict[str, Budget] = PrivateAttr(default_factory=dict)
-
     @field_validator("timezone")
     @classmethod
     def _zone(cls, v: str) -> str:
@@ -315,24 +325,22 @@ class BudgetFile(BaseModel):
             raise PydanticCustomError("budget_cross_check", msg)
         return self
 
-    def model_post_init(self, __context: Any) -> None:
-        self._by_id = {b.id: b for b in self.budgets}
-
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    @property
+    @cached_property
     def budgets_by_id(self) -> dict[str, Budget]:
-        return self._by_id
+        return {b.id: b for b in self.budgets}
 
     def ancestors(self, budget_id: str) -> list[Budget]:
         """The enclosing budgets of `budget_id`, nearest first."""
         out: list[Budget] = []
-        cur = self._by_id[budget_id].parent
+        by_id = self.budgets_by_id
+        cur = by_id[budget_id].parent
         while cur is not None:
-            out.append(self._by_id[cur])
-            cur = self._by_id[cur].parent
+            out.append(by_id[cur])
+            cur = by_id[cur].parent
         return out
 
     def children(self, budget_id: str) -> list[Budget]:

@@ -8,15 +8,16 @@ dimensions, OR within one). An empty scope matches everything.
 Matching is case-sensitive. A dimension the event does not carry (missing or None) matches only
 a selector containing the bare pattern `"*"`; `"rag-*"` or `"search"` never match a missing value.
 
-Patterns are compiled once, when the scope is built: `matches` runs per event per budget.
+Patterns are compiled once, on first use, and cached on the scope: `matches` runs per event per budget.
 """
 from __future__ import annotations
 
 import fnmatch
 import re
+from functools import cached_property
 from typing import Annotated, Any, Mapping
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, PrivateAttr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, field_validator
 
 DIMENSIONS: tuple[str, ...] = ("org", "team", "workflow", "cost_center", "provider", "model", "env")
 _WILDCARD = re.compile(r"[*?\[]")
@@ -66,8 +67,6 @@ class Scope(BaseModel):
     model: Selector = None
     env: Selector = None
 
-    _matchers: tuple[tuple[str, _Matcher], ...] = PrivateAttr(default=())
-
     @field_validator(*DIMENSIONS)
     @classmethod
     def _non_empty(cls, v: list[str] | None) -> list[str] | None:
@@ -80,10 +79,10 @@ class Scope(BaseModel):
                 raise ValueError("a pattern must not be empty")
         return v
 
-    def model_post_init(self, __context: Any) -> None:
-        self._matchers = tuple(
-            (dim, _Matcher(getattr(self, dim))) for dim in DIMENSIONS if getattr(self, dim) is not None
-        )
+    @cached_property
+    def _matchers(self) -> tuple[tuple[str, _Matcher], ...]:
+        # a cached_property lives in the instance __dict__: plain attribute speed, unlike PrivateAttr
+        return tuple((dim, _Matcher(getattr(self, dim))) for dim in DIMENSIONS if getattr(self, dim) is not None)
 
     @property
     def is_empty(self) -> bool:

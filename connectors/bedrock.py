@@ -27,13 +27,8 @@ PROVIDER = "aws.bedrock"
 
 
 def drop_bodies(record: Any) -> Any:
-    """Remove the request/response bodies (and any other content field) from a record."""
-    if isinstance(record, dict):
-        for side in ("input", "output"):
-            part = record.get(side)
-            if isinstance(part, dict):
-                for k in [k for k in part if k.lower().endswith("bodyjson")]:
-                    del part[k]
+    """A copy of the record without inputBodyJson / outputBodyJson (nor any other content field).
+    The caller's object is left untouched; everything downstream sees only the copy."""
     return strip_content(record)
 
 

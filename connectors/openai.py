@@ -43,9 +43,8 @@ def _pages(payload: Any, result: ParseResult) -> list[Mapping[str, Any]]:
     return out
 
 
-def parse_usage(payload: Any, **_: Any) -> ParseResult:
-    """A Usage API page (or a list of pages) -> one event per bucket result; empty buckets -> nothing."""
-    result = ParseResult()
+def _rows(payload: Any, result: ParseResult):
+    """(row, raw start_time, start datetime) for every result of every valid bucket."""
     for page in _pages(payload, result):
         for bucket in page["data"]:
             if not isinstance(bucket, dict):
@@ -58,7 +57,14 @@ def parse_usage(payload: Any, **_: Any) -> ParseResult:
                 add_reject(result, e.reason, e.detail, {k: v for k, v in bucket.items() if k != "results"})
                 continue
             for row in rows:
-                guard(result, row, lambda row=row: _usage_event(row, start, bucket.get("start_time")))
+                yield row, bucket["start_time"], start
+
+
+def parse_usage(payload: Any, **_: Any) -> ParseResult:
+    """A Usage API page (or a list of pages) -> one event per bucket result; empty buckets -> nothing."""
+    result = ParseResult()
+    for row, raw_start, start in _rows(payload, result):
+        guard(result, row, lambda row=row, s=start, raw=raw_start: _usage_event(row, s, raw))
     return result
 
 
@@ -102,15 +108,10 @@ def _usage_event(row: Any, start: datetime, raw_start: Any) -> UsageEvent:
 def parse_costs_result(payload: Any, **_: Any) -> ParseResult:
     """A Costs API page -> ParseResult with cost_lines (amount.value is dollars) and rejects."""
     result = ParseResult()
-    for page in _pages(payload, result):
-        for bucket in page["data"]:
-            if not isinstance(bucket, dict):
-                add_reject(result, "not_an_object", "bucket must be an object", bucket)
-                continue
-            for row in bucket.get("results") or []:
-                lines: list[ProviderCostLine] = []
-                guard(result, row, lambda row=row: lines.append(_cost_line(row, bucket.get("start_time"))))
-                result.cost_lines += lines
+    for row, _raw, start in _rows(payload, result):
+        lines: list[ProviderCostLine] = []
+        guard(result, row, lambda row=row, s=start: lines.append(_cost_line(row, s)))
+        result.cost_lines += lines
     return result
 
 
@@ -119,7 +120,7 @@ def parse_costs(payload: Any, **kw: Any) -> list[ProviderCostLine]:
     return parse_costs_result(payload, **kw).cost_lines
 
 
-def _cost_line(row: Any, raw_start: Any) -> ProviderCostLine:
+def _cost_line(row: Any, start: datetime) -> ProviderCostLine:
     if not isinstance(row, dict):
         raise bad("not_an_object", "cost result must be an object")
     amount = as_dict(row.get("amount"), "amount")
@@ -128,7 +129,7 @@ def _cost_line(row: Any, raw_start: Any) -> ProviderCostLine:
         raise bad("invalid_field", "amount.currency must be a 3-letter code")
     quantity = row.get("quantity")
     return ProviderCostLine(
-        day=parse_time(raw_start, "start_time").date(), project_id=opt_str(row, "project_id"),
+        day=start.date(), project_id=opt_str(row, "project_id"),
         api_key_id=opt_str(row, "api_key_id"), line_item=opt_str(row, "line_item", 512) or "",
         amount=money(amount.get("value"), "amount.value", allow_negative=True), currency=currency.upper(),
         source="openai-costs", quantity=None if quantity is None else money(quantity, "quantity"),

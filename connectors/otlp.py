@@ -99,14 +99,18 @@ def parse(payload: Any, *, mapping: OtlpMapping | None = None, **_: Any) -> Pars
     return result
 
 
+_FRAGMENT_ATTRS = ("gen_ai.provider.name", "gen_ai.system", "gen_ai.operation.name", "gen_ai.request.model",
+                   "gen_ai.response.model", "gen_ai.response.id")
+
+
 def _span_fragment(span: Any) -> Any:
+    """What a reject may show of a span: ids, time and the usage attributes (an allow-list:
+    gen_ai.input.messages, system instructions and the like never appear)."""
     if not isinstance(span, dict):
         return span
-    keep = ("traceId", "spanId", "name", "startTimeUnixNano")
-    frag = {k: span.get(k) for k in keep if k in span}
-    frag["attributes"] = {k: v for k, v in attrs(span).items() if k.startswith("gen_ai.") and
-                          not any(s in k for s in (".content", ".message", ".prompt", ".completion",
-                                                   ".instructions", ".input.", ".output.messages"))}
+    frag = {k: span.get(k) for k in ("traceId", "spanId", "name", "startTimeUnixNano") if k in span}
+    frag["attributes"] = {k: v for k, v in attrs(span).items()
+                          if k in _FRAGMENT_ATTRS or k.startswith("gen_ai.usage.")}
     return frag
 
 

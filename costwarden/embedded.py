@@ -80,11 +80,11 @@ class EmbeddedPipeline:
         ledger = BudgetLedger(self.budgets, seeder=self._seed, fired=state.fired)
         self.processor = Processor(catalogue, Attributor(rules), ledger, self.controls, dedupe,
                                    settings.limits.limits(), self.clock)
-        self.outbox = Outbox(self.store)
+        self.outbox = Outbox(self.store, max_attempts=settings.alerts.max_attempts)
         self.notifier = notifier or _default_notifier(settings)
         self.worker = None
         if deliver:
-            self.worker = DeliveryWorker(self.outbox, self.notifier, interval_s=settings.alerts.delivery_interval_s)
+            self.worker = DeliveryWorker(self.outbox, self.notifier, interval=settings.alerts.delivery_interval_s)
             self.worker.start()
 
     # --- state seeding (one store query per (budget, period) first touched) -------------------

@@ -150,21 +150,21 @@ class Limits(BaseModel):
     max_future_skew_s: int = 24 * 3600
 
 
-def _find_content(obj: Any, path: str = "") -> str | None:
-    if isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if isinstance(k, str) and k.lower() in CONTENT_FIELDS and path != "attribution.tags":
-                return f"{path}.{k}" if path else k
-            found = _find_content(v, f"{path}.{k}" if path else str(k))
-            if found:
-                return found
-    return None
-
-
-def _first_error(e: ValidationError) -> tuple[str, str]:
+def _reason(e: ValidationError) -> tuple[str, str]:
+    """Map pydantic errors to one dead-letter reason code and a readable detail."""
     errs = e.errors()
-    kinds = {err["type"] for err in errs}
     detail = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in errs[:5])
+    for err in errs:
+        loc = [str(p).lower() for p in err["loc"]]
+        if (err["type"] == "extra_forbidden" and loc and loc[-1] in CONTENT_FIELDS) or \
+                "prompt or response content" in err["msg"]:
+            where = ".".join(str(p) for p in err["loc"])
+            return "content_field", f"{where!r} looks like prompt or response content; events carry counts only"
+    kinds = {err["type"] for err in errs}
+    if "json_invalid" in kinds:
+        return "malformed_json", detail
+    if "model_type" in kinds and any(not err["loc"] for err in errs):
+        return "not_an_object", detail
     if "extra_forbidden" in kinds:
         return "unknown_field", detail
     if any(k.startswith("greater_than") for k in kinds):
@@ -180,27 +180,19 @@ def parse_event(payload: bytes | str | Mapping[str, Any], limits: Limits | None 
 
     Raises InvalidEventError with a reason code: oversized, malformed_json, not_an_object,
     content_field, unknown_field, negative_value, missing_field, invalid_field, absurd_value.
+    JSON numbers are read exactly up to 15 significant digits; send longer decimals as strings.
     """
     limits = limits or Limits()
-    if isinstance(payload, (bytes, str)):
-        raw = payload.encode() if isinstance(payload, str) else payload
-        if len(raw) > limits.max_payload_bytes:
-            raise InvalidEventError("oversized", f"{len(raw)} bytes > {limits.max_payload_bytes}")
-        try:
-            data = json.loads(raw, parse_float=Decimal)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise InvalidEventError("malformed_json", str(e)[:200]) from None
-    else:
-        data = payload
-    if not isinstance(data, Mapping):
-        raise InvalidEventError("not_an_object", type(data).__name__)
-    bad = _find_content(data)
-    if bad:
-        raise InvalidEventError("content_field", f"{bad!r} looks like prompt or response content; events carry counts only")
     try:
-        ev = UsageEvent.model_validate(data)
+        if isinstance(payload, (bytes, str)):
+            size = len(payload) if isinstance(payload, bytes) else len(payload.encode())
+            if size > limits.max_payload_bytes:
+                raise InvalidEventError("oversized", f"{size} bytes > {limits.max_payload_bytes}")
+            ev = UsageEvent.model_validate_json(payload)
+        else:
+            ev = UsageEvent.model_validate(payload)
     except ValidationError as e:
-        raise InvalidEventError(*_first_error(e)) from None
+        raise InvalidEventError(*_reason(e)) from None
     check_limits(ev, limits, now)
     return ev
 

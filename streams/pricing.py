@@ -8,7 +8,10 @@ half-even, to integer micro-dollars (costwarden.money.to_micros).
 Long-context rule: a price version may carry a long-context card that applies to
 the WHOLE request (every token class) when the prompt (input + cache_read +
 cache_write + cache_write_1h) is above its threshold. An aggregated event
-(requests > 1) uses the average prompt per request.
+(requests > 1) uses the average prompt per request. A `context_window` tag set by
+the source (Anthropic's usage report: "0-200k", "200k-1M") decides instead: a window
+starting at 0 is standard, any other is long. An event with requests = 0 (count
+unknown, e.g. a daily bucket) and no such tag gets the standard rates.
 
 `reasoning` tokens are inside `output` and never priced on their own.
 
@@ -57,6 +60,19 @@ class Price:
     @property
     def exact_usd(self) -> Decimal:
         return sum(self.breakdown.values(), _ZERO)
+
+
+_new = object.__new__
+
+
+def _make(cost: int, unpriced: bool, model: str, version: str, breakdown: dict[str, Decimal],
+          long_context: bool = False, gpu: str = "") -> Price:
+    """Price(...) without the frozen dataclass's seven object.__setattr__ calls (hot path)."""
+    p = _new(Price)
+    d = p.__dict__
+    d["cost_micros"], d["unpriced"], d["priced_model"], d["catalogue_version"] = cost, unpriced, model, version
+    d["breakdown"], d["long_context"], d["priced_gpu"] = breakdown, long_context, gpu
+    return p
 
 
 @dataclass(frozen=True)
@@ -219,14 +235,14 @@ class Pricer:
         entry = self.resolve(ev.provider, ev.model)
         compute = ev.compute
         if compute is None and entry is None:
-            return Price(0, True, ev.model.strip().lower(), self.version)
+            return _make(0, True, ev.model.strip().lower(), self.version, {})
         parts: dict[str, Decimal] = {}
         long_context = False
         priced_gpu = ""
         if compute is not None and compute.gpu_hours:
             gpu = self.resolve_gpu(ev.provider, compute.gpu_type)
             if gpu is None:
-                return Price(0, True, ev.model.strip().lower(), self.version)
+                return _make(0, True, ev.model.strip().lower(), self.version, {})
             parts["gpu"] = _CTX.multiply(compute.gpu_hours, gpu.rate_at(ev.occurred_at))
             priced_gpu = gpu.key
         if entry is not None:
@@ -239,7 +255,7 @@ class Pricer:
                 micros = to_micros(total)
         else:
             micros = to_micros(total)
-        return Price(micros, False, entry.key if entry else ev.model.strip().lower(),
+        return _make(micros, False, entry.key if entry else ev.model.strip().lower(),
                      self.version, parts, long_context, priced_gpu)
 
 
@@ -249,10 +265,14 @@ def _price_tokens(ver: PriceVersion, ev: UsageEvent, parts: dict[str, Decimal]) 
     long_context = False
     card = ver.by_tier[tier]
     if ver.long_context_above is not None and ver.long_context_by_tier is not None:
-        prompt = t.input + t.cache_read + t.cache_write + t.cache_write_1h
-        if prompt > ver.long_context_above * max(ev.requests, 1):
+        window = ev.attribution.tags.get("context_window")
+        if window is not None:  # the source says which window ("0-200k", "200k-1M")
+            long_context = not window.strip().startswith("0")
+        elif ev.requests:
+            prompt = t.input + t.cache_read + t.cache_write + t.cache_write_1h
+            long_context = prompt > ver.long_context_above * ev.requests
+        if long_context:
             card = ver.long_context_by_tier[tier]
-            long_context = True
     mul = _CTX.multiply
     if t.input:
         parts["input"] = mul(t.input, card.input)

@@ -22,6 +22,9 @@ def _session(path: str):
     with _LOCK:
         s = _SESSIONS.get(path)
         if s is None:
+            if _SESSIONS:
+                raise StoreError(f"chDB can open one data directory per process; {next(iter(_SESSIONS))} is "
+                                 f"open, {path} was asked for (use another database name in the same directory)")
             s = chs.Session(path)
             _SESSIONS[path] = s
         return s
@@ -51,7 +54,8 @@ class ChdbStore:
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
         if not rows:
             return
-        body = "\n".join(json.dumps({k: to_json_value(v) for k, v in r.items()}, separators=(",", ":")) for r in rows)
+        enc = json.JSONEncoder(separators=(",", ":"), default=to_json_value).encode
+        body = "\n".join(enc(r) for r in rows)
         settings = "SETTINGS date_time_input_format='best_effort', input_format_skip_unknown_fields=0"
         if dedup_token:
             settings += f", insert_deduplication_token='{dedup_token}', insert_deduplicate=1, deduplicate_blocks_in_dependent_materialized_views=1"

@@ -30,7 +30,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 # URL parameters passed on to the statement as SETTINGS (everything else is accepted and ignored).
 PASSED_SETTINGS = ("insert_deduplication_token", "insert_deduplicate",
@@ -208,7 +208,7 @@ def serve_clickhouse_http(path: str | Path, password: str = "", timeout_s: float
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, env=env, text=True)
     try:
         port = _read_port(proc, timeout_s)
-        yield f"http://default:{password}@127.0.0.1:{port}"
+        yield f"http://default:{quote(password, safe='')}@127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -238,17 +238,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port; the port is printed")
     args = ap.parse_args(argv)
     os.environ["TZ"] = "UTC"
-    server = serve(args.path, args.port, password=os.environ.get("COSTWARDEN_CH_HTTP_PASSWORD") or None,
-                   verbose=os.environ.get("COSTWARDEN_CH_HTTP_LOG") == "1")
     signal.signal(signal.SIGTERM, _interrupt)
-    print(server.server_address[1], flush=True)
+    server = None
     try:
+        server = serve(args.path, args.port, password=os.environ.get("COSTWARDEN_CH_HTTP_PASSWORD") or None,
+                       verbose=os.environ.get("COSTWARDEN_CH_HTTP_LOG") == "1")
+        print(server.server_address[1], flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
-        server.RequestHandlerClass.adapter.session.close()
+        if server is not None:
+            server.server_close()
+            server.RequestHandlerClass.adapter.session.close()
 
 
 def _interrupt(signum, frame):

@@ -32,14 +32,27 @@ def test_gpt41_snapshot_with_cached_input_and_reasoning_inside_output():
     assert p.catalogue_version == CAT.version == "2025-11-seed.1"
 
 
+SONNET_DAY = {"input": 1_245_880, "cache_read": 9_830_400, "cache_write": 184_320, "cache_write_1h": 10_000,
+              "output": 402_117}
+
+
 def test_claude_sonnet_4_with_5_minute_and_1_hour_cache_writes():
-    p = CAT.price(ev("anthropic", "claude-sonnet-4-20250514", tokens={
-        "input": 1_245_880, "cache_read": 9_830_400, "cache_write": 184_320, "cache_write_1h": 10_000,
-        "output": 402_117}))
+    # a day of the Anthropic usage report: no request count, grouped by context window
+    p = CAT.price(ev("anthropic", "claude-sonnet-4-20250514", tokens=SONNET_DAY, requests=0,
+                     attribution={"tags": {"context_window": "0-200k"}}))
     # 3.73764 + 2.94912 + 0.6912 (x $3.75) + 0.06 (x $6.00) + 6.031755 = 13.469715
     assert p.breakdown["cache_write"] == Decimal("0.6912")
     assert p.breakdown["cache_write_1h"] == Decimal("0.06")
-    assert (p.cost_micros, p.priced_model) == (13_469_715, "claude-sonnet-4")
+    assert (p.cost_micros, p.priced_model, p.long_context) == (13_469_715, "claude-sonnet-4", False)
+    # without the tag, a bucket of unknown request count is priced at the standard rates too
+    assert CAT.price(ev("anthropic", "claude-sonnet-4-20250514", tokens=SONNET_DAY, requests=0)).cost_micros == 13_469_715
+
+
+def test_claude_sonnet_4_in_the_200k_to_1m_window_uses_the_long_context_rates():
+    p = CAT.price(ev("anthropic", "claude-sonnet-4-20250514", tokens=SONNET_DAY, requests=0,
+                     attribution={"tags": {"context_window": "200k-1M"}}))
+    # 7.47528 + 5.89824 + 1.3824 + 0.12 + 9.0476325 = 23.9235525 -> 23,923,552.5 micros -> even
+    assert (p.long_context, p.exact_usd, p.cost_micros) == (True, Decimal("23.9235525"), 23_923_552)
 
 
 def test_batch_tier_is_half_of_standard_and_flex_too():
@@ -92,7 +105,7 @@ def test_same_models_through_azure_and_vertex_and_litellm_provider_names():
     assert CAT.price(ev("vertex_ai", "publishers/google/models/gemini-2.5-flash",
                         tokens={"input": 1_000_000})).cost_micros == 300_000
     assert CAT.price(ev("bedrock", "us.anthropic.claude-sonnet-4-20250514-v1:0",
-                        tokens={"input": 1_000_000})).cost_micros == 3_000_000
+                        tokens={"input": 100_000})).cost_micros == 300_000
 
 
 def test_an_exact_snapshot_entry_beats_the_date_stripped_model():
@@ -278,3 +291,15 @@ def test_rounding_happens_once_per_event_not_per_token_class():
     # (rounding each class first would give 2 + 1 = 3)
     p = CAT.price(ev("openai", "gpt-4o-mini", tokens={"input": 10, "cache_read": 10}))
     assert p.cost_micros == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.sampled_from(["claude-sonnet-4", "claude-haiku-4-5", "claude-3-5-haiku", "claude-opus-4-5"]),
+       region=st.sampled_from(["", "us.", "eu.", "apac.", "global."]), date=st.sampled_from(["", "-20250514"]),
+       suffix=st.sampled_from(["", "-v1:0", "-v2:0"]), arn=st.booleans(), upper=st.booleans())
+def test_any_bedrock_spelling_of_a_catalogue_model_resolves_to_it(key, region, date, suffix, arn, upper):
+    model_id = f"{region}anthropic.{key}{date}{suffix}"
+    if arn:
+        model_id = f"arn:aws:bedrock:us-east-1:123456789012:inference-profile/{model_id}"
+    p = CAT.price(ev("aws.bedrock", model_id.upper() if upper else model_id, tokens={"output": 1_000}))
+    assert (p.unpriced, p.priced_model) == (False, key)
