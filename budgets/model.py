@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     RootModel,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -67,8 +68,11 @@ def _exact_decimal(value: Any) -> Any:
     return value
 
 
+DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 ExactDecimal = Annotated[
-    Decimal, BeforeValidator(_exact_decimal, json_schema_input_type=str | int | float)
+    Decimal,
+    BeforeValidator(_exact_decimal),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": DECIMAL_PATTERN}, {"type": "number"}]}),
 ]
 
 

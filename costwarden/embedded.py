@@ -146,6 +146,8 @@ class EmbeddedPipeline:
         except Exception:
             proc.dedupe.forget(r["event_id"] for r in rows)
             raise
+        finally:
+            proc.dedupe.end_batch()
         return report
 
     def _mark_late(self, events: list[UsageEvent]) -> None:
@@ -154,7 +156,7 @@ class EmbeddedPipeline:
         if not late:
             return
         for q in known_ids_queries(late):
-            dd.mark_seen((r["event_id"], late[r["event_id"]]) for r in self.store.query(q.to_sql()))
+            dd.mark_late_seen(r["event_id"] for r in self.store.query(q.to_sql()))
 
     def _flush(self, rows: list[dict], dead: list[dict], report: BatchReport) -> None:
         """The commit point: data first, then the marks that depend on it."""

@@ -21,6 +21,7 @@ class DedupeWindow:
         self._ids: set[str] = set()
         self._heap: list[tuple[float, str]] = []  # (event time, id) for eviction
         self.watermark: datetime | None = None
+        self._late: set[str] = set()  # late ids known for the batch in progress
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -34,10 +35,20 @@ class DedupeWindow:
 
     def seen(self, event_id: str, occurred_at: datetime) -> bool:
         """Return True for a duplicate; otherwise remember the id and return False."""
-        if event_id in self._ids:
+        if event_id in self._ids or event_id in self._late:
             return True
-        self._add(event_id, occurred_at)
+        if self.is_late(occurred_at):
+            self._late.add(event_id)
+        else:
+            self._add(event_id, occurred_at)
         return False
+
+    def mark_late_seen(self, event_ids: Iterable[str]) -> None:
+        """Late ids the store already holds (asked once per batch); kept until `end_batch`."""
+        self._late.update(event_ids)
+
+    def end_batch(self) -> None:
+        self._late.clear()
 
     def mark_seen(self, items: Iterable[tuple[str, datetime]]) -> None:
         for event_id, at in items:
@@ -48,6 +59,7 @@ class DedupeWindow:
         """Undo marks of events that were not stored (a failed flush), so a retry is not a duplicate."""
         for e in event_ids:
             self._ids.discard(e)
+            self._late.discard(e)
 
     def _add(self, event_id: str, at: datetime) -> None:
         self._ids.add(event_id)

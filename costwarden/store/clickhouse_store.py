@@ -121,11 +121,10 @@ class ClickHouseStore:
     def query(self, sql: str) -> list[Row]:
         sql = self._sql(sql)
         res = self._retry("query", lambda: self._client.query(sql))
-        types = [t.name for t in res.column_types]
-        out: list[Row] = []
-        for row in res.result_rows:
-            out.append({n: _from_value(t, v) for n, t, v in zip(res.column_names, types, row)})
-        return out
+        names = res.column_names
+        convs = [_converter(t.name) for t in res.column_types]
+        return [{n: v if v is None or c is None else c(v) for n, c, v in zip(names, convs, row)}
+                for row in res.result_rows]
 
     def close(self) -> None:
         self._client.close()
@@ -151,11 +150,25 @@ def _to_insert_value(v: Any) -> Any:
     return v
 
 
-def _from_value(ctype: str, v: Any) -> Any:
-    """clickhouse-connect's Python value -> the value ChdbStore returns for the same column."""
+def _converter(ctype: str) -> Callable[[Any], Any] | None:
+    """clickhouse-connect's Python value -> the value ChdbStore returns for that column type
+    (None: already the same). Chosen once per column, not per value."""
+    base = ctype
+    while base.startswith(("Nullable(", "LowCardinality(")):
+        base = base[base.index("(") + 1:-1]
+    if base.startswith(("String", "FixedString", "Int", "UInt", "Bool", "Map", "Decimal")):
+        return None
+    if base.startswith("DateTime"):
+        return lambda v: (v if v.tzinfo else v.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    if base.startswith(("Date", "UUID")):  # ChdbStore returns Date and UUID as their text
+        return str
+    return lambda v: _generic(ctype, v)
+
+
+def _generic(ctype: str, v: Any) -> Any:
     v = convert_column(ctype, v)
     if isinstance(v, datetime):
         return v.astimezone(timezone.utc)
-    if isinstance(v, (date, UUID)):  # ChdbStore returns Date and UUID as their text
+    if isinstance(v, (date, UUID)):
         return str(v)
     return v

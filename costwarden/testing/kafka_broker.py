@@ -115,7 +115,7 @@ class KafkaBroker:
         t = time.monotonic()
         out = open(self.work_dir / "stdout.log", "ab")
         self.proc = subprocess.Popen(
-            [java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 128)}m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            [java, f"-Xmx{self.heap_mb}m", f"-Xms{min(self.heap_mb, 128)}m", "-XX:+UseSerialGC",
              "-Djava.awt.headless=true", *self._log_flags(), "-cp", cp, "kafka.Kafka", str(props)],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         out.close()

@@ -186,3 +186,14 @@ def test_schema_describes_the_file():
     team = schema["$defs"]["Scope"]["properties"]["team"]
     assert {"type": "string"} in team["anyOf"] and {"items": {"type": "string"}, "type": "array"} in team["anyOf"]
     json.dumps(schema)  # serialisable
+
+
+def test_schema_accepts_the_example_and_rejects_a_typo():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text(encoding="utf-8")))
+    doc = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    assert list(validator.iter_errors(doc)) == []
+    doc["budgets"][0]["ammount"] = doc["budgets"][0].pop("amount")
+    assert {e.validator for e in validator.iter_errors(doc)} >= {"required", "additionalProperties"}

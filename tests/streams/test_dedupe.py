@@ -34,3 +34,14 @@ def test_marks_rebuilt_from_the_store_count_as_seen():
     w = DedupeWindow()
     w.mark_seen([("x", T0), ("y", T0)])
     assert w.seen("x", T0) and w.seen("y", T0)
+
+
+def test_late_events_are_deduplicated_within_a_batch_and_against_the_store():
+    w = DedupeWindow(timedelta(hours=1))
+    w.seen("new", T0 + timedelta(days=1))
+    w.mark_late_seen(["stored-long-ago"])
+    assert w.seen("stored-long-ago", T0) is True
+    assert w.seen("late-but-new", T0) is False
+    assert w.seen("late-but-new", T0) is True  # redelivered in the same batch
+    w.end_batch()
+    assert "late-but-new" not in w  # the store answers for it from now on
