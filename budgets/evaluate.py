@@ -115,7 +115,7 @@ class BudgetLedger:
             start = datetime(1970, 1, 1, tzinfo=at.tzinfo)
         pt = self.totals.get((b.id, start))
         if pt is None:
-            pt = PeriodTotals(b.id, start, end, period_key(b.period, start))
+            pt = PeriodTotals(b.id, start, end, period_key(b.period, start, self.tz))
             if self.seeder is not None and b.period.rolling_seconds is None:
                 seed = self.seeder(b, start, end)
                 pt.spend = seed.spend_micros

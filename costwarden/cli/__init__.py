@@ -84,8 +84,8 @@ def ingest(ctx, source, source_name, as_json):
     else:
         for k, v in summary.items():
             click.echo(f"{k}: {v}")
-    if report.dead:
-        sys.exit(3 if report.accepted == 0 else 0)
+    if report.dead and report.accepted == 0 and report.duplicates == 0:
+        sys.exit(3)  # nothing in the input was a valid event
 
 
 @cli.command()

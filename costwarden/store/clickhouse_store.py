@@ -9,6 +9,7 @@ never logged, repr'd or put in an error.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from datetime import date, datetime, timezone
@@ -18,7 +19,7 @@ from uuid import UUID
 
 from costwarden.errors import ConfigError, StoreError
 from costwarden.store.base import Row
-from costwarden.store.values import convert_column
+from costwarden.store.values import convert_column, to_json_value
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -102,18 +103,21 @@ class ClickHouseStore:
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
         if not rows:
             return
-        names = list(rows[0])
-        seen = set(names)
-        for r in rows:
-            for k in r:
-                if k not in seen:
-                    seen.add(k)
-                    names.append(k)
-        columns = [[_to_insert_value(r.get(n)) for r in rows] for n in names]
         settings: dict[str, Any] = {}
         if dedup_token:
             settings = {"insert_deduplication_token": dedup_token, "insert_deduplicate": 1,
                         "deduplicate_blocks_in_dependent_materialized_views": 1}
+        names = list(rows[0])
+        if any(r.keys() != rows[0].keys() for r in rows):
+            # Rows name different columns: JSONEachRow lets the server default what a row omits,
+            # exactly as ChdbStore does. Still one statement, so the token covers the whole batch.
+            body = "\n".join(json.dumps({k: to_json_value(v) for k, v in r.items()}, separators=(",", ":"))
+                             for r in rows).encode()
+            settings["date_time_input_format"] = "best_effort"
+            self._retry(f"insert into {table}", lambda: self._client.raw_insert(
+                f"{self.database}.{table}", insert_block=body, settings=settings, fmt="JSONEachRow"))
+            return
+        columns = [[_to_insert_value(r[n]) for r in rows] for n in names]
         self._retry(f"insert into {table}", lambda: self._client.insert(
             table, columns, column_names=names, database=self.database, column_oriented=True,
             settings=settings))

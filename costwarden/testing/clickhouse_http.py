@@ -34,7 +34,8 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 # URL parameters passed on to the statement as SETTINGS (everything else is accepted and ignored).
 PASSED_SETTINGS = ("insert_deduplication_token", "insert_deduplicate",
-                   "deduplicate_blocks_in_dependent_materialized_views", "async_insert", "wait_for_async_insert")
+                   "deduplicate_blocks_in_dependent_materialized_views", "async_insert", "wait_for_async_insert",
+                   "date_time_input_format")
 _FORMAT_RE = re.compile(rb"\bFORMAT\s+([A-Za-z0-9_]+)\s*;?\s*$", re.IGNORECASE)
 _INSERT_RE = re.compile(rb"^\s*INSERT\s+INTO\s+(.+?)\s+FORMAT\s+([A-Za-z0-9_]+)[ \t]*\r?\n?", re.IGNORECASE | re.DOTALL)
 _CODE_RE = re.compile(r"Code:\s*(\d+)")

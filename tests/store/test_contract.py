@@ -102,3 +102,18 @@ def test_errors_surface_as_store_error_with_the_server_message(migrated, make_ev
 def test_empty_result_and_empty_insert(migrated):
     migrated.insert("usage_events", [])
     assert migrated.query("SELECT event_id FROM {db}.usage_events") == []
+
+
+def test_columns_a_row_omits_get_their_defaults(migrated, make_event):
+    full = make_event(1)
+    sparse = {k: v for k, v in make_event(2).items() if k not in ("tags", "provider_cost", "gpu_type", "team")}
+    migrated.insert("usage_events", [full, sparse], dedup_token="mixed-1")
+    migrated.insert("usage_events", [full, sparse], dedup_token="mixed-1")
+    got = migrated.query("SELECT event_id, tags, provider_cost, gpu_type, team, cost_micros "
+                         "FROM {db}.usage_events ORDER BY event_id")
+    assert got == [
+        {"event_id": "ev-00001", "tags": full["tags"], "provider_cost": full["provider_cost"], "gpu_type": "H100",
+         "team": "t1", "cost_micros": full["cost_micros"]},
+        {"event_id": "ev-00002", "tags": {}, "provider_cost": None, "gpu_type": "", "team": "",
+         "cost_micros": sparse["cost_micros"]},
+    ]
