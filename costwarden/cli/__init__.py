@@ -143,6 +143,20 @@ cli.add_command(budgets)
 cli.add_command(controls)
 cli.add_command(demo)
 
+# Commands of the other parts register themselves here: each module defines `COMMANDS`, a list of
+# click commands/groups to add (or attaches subcommands to an existing group on import).
+import importlib  # noqa: E402
+
+for _name in ("worker_cmd", "api_cmd", "connectors_cmd", "finance_cmd"):
+    try:
+        _mod = importlib.import_module(f"costwarden.cli.{_name}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"costwarden.cli.{_name}":
+            raise
+        continue
+    for _cmd in getattr(_mod, "COMMANDS", []):
+        cli.add_command(_cmd)
+
 
 @cli.command()
 @click.argument("what", type=click.Choice(["event", "budgets"]))

@@ -35,6 +35,9 @@ def demo(ctx, keep, seed):
     start, end = gen.month_window(gen.now_utc())
     click.echo(f"costwarden demo: synthetic usage {start:%Y-%m-%d} .. {end:%Y-%m-%d %H:%M} UTC "
                f"through the embedded pipeline (chDB in {s.data_dir})")
+    import logging
+
+    logging.getLogger("costwarden.alerts.log").setLevel(logging.ERROR)  # the demo prints alerts itself
     notifier = LogNotifier()
     p = EmbeddedPipeline(s, notifier=notifier)
     t0 = time.perf_counter()
@@ -70,10 +73,18 @@ def demo(ctx, keep, seed):
         a = c.after
         click.echo(f"  {c.at:%m-%d %H:%M:%S} {a.workflow} -> {a.state.value}"
                    f"{' ' + str(a.rate_per_min) + '/min' if a.rate_per_min else ''} ({a.reason})")
-    for wf in ("agent-loop", "rag-answer", "ticket-triage"):
-        d = p.check(wf, end)
-        click.echo(f"gateway check({wf!r}) at {end:%m-%d %H:%M} -> {d.action.value}"
-                   f"{' ' + d.reason if d.reason else ''}")
+    blocks = [c for c in report.changes if c.after.state.value == "block"]
+    for c in blocks[:1]:
+        when = c.at
+        for wf in (c.after.workflow, "rag-answer"):
+            d = p.check(wf, when)
+            click.echo(f"gateway check({wf!r}) at {when:%m-%d %H:%M:%S} -> {d.action.value}"
+                       f"{': ' + d.reason if d.reason else ''}")
+        d = p.check(c.after.workflow, end)
+        click.echo(f"gateway check({c.after.workflow!r}) now -> {d.action.value} (the daily period rolled over)")
+    sample = next((b for _, _, b in notifier.sent if "blocked" in b), None)
+    if sample:
+        click.echo("\nthe alert on-call received when the kill switch tripped:\n  " + sample.replace("\n", "\n  "))
     click.echo(f"\ntotal {fmt_usd(report.cost_micros)} (exact: ${from_micros(report.cost_micros)}). "
-               f"Try: costwarden --data-dir {s.data_dir.parent} report --by workflow --period {start:%Y-%m}"
-               f"  (with --data-dir {s.data_dir})")
+               f"Explore it:\n  costwarden --data-dir {s.data_dir} report --by workflow --period {start:%Y-%m}\n"
+               f"  costwarden --data-dir {s.data_dir} controls audit")
