@@ -63,6 +63,27 @@ class LimitsSettings(BaseModel):
         return Limits(**self.model_dump())
 
 
+class PollerSettings(BaseModel):
+    """One pulled source (`costwarden connectors run <name>`); see connectors/README.md."""
+
+    base_url: str | None = None                     # None: the provider's public API
+    api_key: SecretStr | None = None                # else api_key_file, else the provider's env var
+    api_key_file: Path | None = None
+    bucket_width: str = "1h"                        # 1m | 1h | 1d (cost reports: 1d)
+    start: str | None = None                        # RFC 3339: first bucket when no cursor is stored
+    settle_s: int = Field(3600, ge=0)               # a bucket is taken once closed this long ago
+    lookback_hours: int = Field(48, ge=0)           # closed buckets re-polled for late revisions
+    group_by: list[str] | None = None               # None: every group_by field of the source
+    interval_s: float = Field(300, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConnectorsSettings(BaseModel):
+    sources: dict[str, PollerSettings] = Field(default_factory=dict)
+    reconcile_threshold_pct: Decimal = Field(Decimal("5"), ge=0)
+    reconcile_channel: str | None = None            # an alerts.channels name (the price-catalogue owner)
+
+
 def _config_file() -> Path | None:
     p = os.environ.get("COSTWARDEN_CONFIG")
     if p:
@@ -98,6 +119,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     kafka: KafkaSettings = KafkaSettings()
     limits: LimitsSettings = LimitsSettings()
+    connectors: ConnectorsSettings = ConnectorsSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -1,0 +1,108 @@
+"""SQL as values for the finance reports and tools (tested as strings in tests/finance)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Sequence
+
+from costwarden.errors import CostwardenError
+from costwarden.store.queries import REPORT_DIMS, ts
+
+# Raw-table expressions for the rollup dimensions (the rollups' `model` is the priced model).
+RAW_DIM = {"team": "team", "workflow": "workflow", "cost_center": "cost_center", "env": "env",
+           "provider": "provider", "model": "priced_model"}
+
+
+def _dims(by: Sequence[str]) -> list[str]:
+    for d in by:
+        if d not in REPORT_DIMS:
+            raise CostwardenError(f"cannot report by {d!r}; choose from {', '.join(REPORT_DIMS)}")
+    return [f"{RAW_DIM[d]} AS {d}" if RAW_DIM[d] != d else d for d in by]
+
+
+def _range(start: datetime, end: datetime) -> str:
+    return f"occurred_at >= {ts(start)} AND occurred_at < {ts(end)}"
+
+
+@dataclass(frozen=True)
+class RunsQuery:
+    """Distinct workflow runs (the `run_id` tag) and their spend per dimension, from raw events."""
+
+    by: Sequence[str]
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        sel = _dims(self.by)
+        group = f" GROUP BY {', '.join(self.by)}" if self.by else ""
+        head = ", ".join(sel) + ", " if sel else ""
+        return (f"SELECT {head}uniqExact(tags['run_id']) AS runs, sum(cost_micros) AS run_cost_micros "
+                f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} AND tags['run_id'] != ''"
+                f"{group}")
+
+
+@dataclass(frozen=True)
+class DailyQuery:
+    """Spend per UTC day and dimensions (from the day rollup)."""
+
+    by: Sequence[str]
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        _dims(self.by)
+        dims = "".join(f", {d}" for d in self.by)
+        return (f"SELECT bucket AS day{dims}, sum(cost_micros) AS cost_micros, sum(requests) AS requests "
+                f"FROM {{db}}.usage_rollup_day WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)} "
+                f"GROUP BY day{dims} ORDER BY day{dims}")
+
+
+@dataclass(frozen=True)
+class BudgetDailyQuery:
+    """Spend per UTC day by every dimension a budget scope matches on (raw events, deduplicated)."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        return ("SELECT toStartOfDay(occurred_at) AS day, team, workflow, cost_center, env, provider, model, "
+                "tags['org'] AS org, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL "
+                f"WHERE {_range(self.start, self.end)} "
+                "GROUP BY day, team, workflow, cost_center, env, provider, model, org ORDER BY day")
+
+
+FOCUS_COLUMNS = ("day", "provider", "model", "priced_model", "service_tier", "operation", "team", "workflow",
+                 "cost_center", "env", "gpu_type", "catalogue_version")
+
+
+@dataclass(frozen=True)
+class FocusQuery:
+    """Usage per UTC day and charge identity (raw events, deduplicated): the FOCUS export's rows."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        keys = ", ".join(FOCUS_COLUMNS)
+        return ("SELECT toStartOfDay(occurred_at) AS day, provider, model, priced_model, service_tier, operation, "
+                "team, workflow, cost_center, env, gpu_type, catalogue_version, count() AS events, "
+                "sum(requests) AS requests, sum(input_tokens) AS input_tokens, "
+                "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
+                "sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
+                "sum(reasoning_tokens) AS reasoning_tokens, sum(toDecimal128(gpu_hours, 9)) AS gpu_hours, "
+                "sum(cost_micros) AS cost_micros, sum(unpriced) AS unpriced_events "
+                f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} "
+                f"GROUP BY {keys} ORDER BY {keys}")
+
+
+@dataclass(frozen=True)
+class ReplayQuery:
+    """Stored usage in event-time order, with what a budget scope and the ledger need."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        return ("SELECT event_id, occurred_at, team, workflow, cost_center, env, provider, model, "
+                "tags['org'] AS org, if(api_key_id != '', api_key_id, project_id) AS key, requests, cost_micros "
+                f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} ORDER BY occurred_at, event_id")
