@@ -21,10 +21,15 @@ def migrated(store):
 
 
 def test_migrations_are_versioned_and_idempotent(store):
-    assert migrate(store) == ["001_init.sql"]
+    from costwarden.store.migrate import migration_files
+
+    expected = [name for _, name, _ in migration_files()]
+    assert expected[0] == "001_init.sql"
+    assert migrate(store) == expected
     assert migrate(store) == []
-    rows = store.query("SELECT version, name, applied_at FROM {db}.schema_migrations FINAL")
-    assert [(r["version"], r["name"]) for r in rows] == [(1, "001_init.sql")]
+    rows = store.query("SELECT version, name, applied_at FROM {db}.schema_migrations FINAL ORDER BY version")
+    assert [r["name"] for r in rows] == expected
+    assert [r["version"] for r in rows] == sorted(int(n.split("_")[0]) for n in expected)
     assert rows[0]["applied_at"].tzinfo is not None
     tables = {r["name"] for r in store.query("SELECT name FROM system.tables WHERE database = '{db}'")}
     assert {"usage_events", "usage_rollup_minute", "usage_rollup_hour", "usage_rollup_day", "mv_rollup_day",
