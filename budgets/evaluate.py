@@ -71,6 +71,7 @@ class Signal:
 
 
 Seeder = Callable[[Budget, datetime, datetime], Seed]
+MinuteSeeder = Callable[[Budget, datetime, datetime], list[tuple[datetime, int]]]  # (minute, micros) ascending
 
 
 def _action_kind(a) -> str:
@@ -82,12 +83,14 @@ def _action_kind(a) -> str:
 
 
 class BudgetLedger:
-    def __init__(self, budgets: BudgetFile, seeder: Seeder | None = None, fired: Iterable[str] = ()) -> None:
+    def __init__(self, budgets: BudgetFile, seeder: Seeder | None = None, fired: Iterable[str] = (),
+                 minute_seeder: MinuteSeeder | None = None) -> None:
         self.file = budgets
         self.tz = ZoneInfo(budgets.timezone)
         self.budgets: list[Budget] = list(budgets.budgets)
         self.amounts = {b.id: to_micros(b.amount) for b in self.budgets}
         self.seeder = seeder
+        self.minute_seeder = minute_seeder
         self.fired: set[str] = set(fired)
         self.totals: dict[tuple[str, datetime], PeriodTotals] = {}
         self._current: dict[str, PeriodTotals] = {}
@@ -127,7 +130,16 @@ class BudgetLedger:
         pt.end = end
         return pt
 
-    def series(self, b: Budget) -> MinuteSeries:
+    def forget(self, budget_id: str) -> list[PeriodTotals]:
+        """Drop a budget's cached running totals, so its next charge seeds them again (the
+        distributed budget stage re-reads totals from the store). Returns what was dropped."""
+        self._current.pop(budget_id, None)
+        keys = [k for k in self.totals if k[0] == budget_id]
+        return [self.totals.pop(k) for k in keys]
+
+    def series(self, b: Budget, at: datetime | None = None) -> MinuteSeries:
+        """Per-minute spend of a budget by event time (spike baseline, recent rate, rolling windows).
+        A new series is warmed from stored per-minute spend, so a restart keeps its baseline."""
         s = self._series.get(b.id)
         if s is None:
             minutes = RECENT_WINDOW_S // 60
@@ -135,7 +147,14 @@ class BudgetLedger:
                 minutes = max(minutes, b.spike.baseline_minutes + b.spike.window_minutes)
             if b.period.rolling_seconds is not None:
                 minutes = max(minutes, b.period.rolling_seconds // 60 + 1)
-            s = self._series[b.id] = MinuteSeries(minutes)
+            if self.minute_seeder is not None and at is not None:
+                history = self.minute_seeder(b, at - timedelta(minutes=minutes), at)
+                s = MinuteSeries(minutes, since=history[0][0] if history else None)
+                for minute, micros in history:
+                    s.add(minute, micros)
+            else:
+                s = MinuteSeries(minutes)
+            self._series[b.id] = s
         return s
 
     def charge(self, dims: Mapping[str, str | None], cost_micros: int, at: datetime,
@@ -149,7 +168,7 @@ class BudgetLedger:
         workflow = dims.get("workflow") or ""
         for b in self.matching(dims):
             pt = self.period(b, at)
-            series = self.series(b)
+            series = self.series(b, at)
             series.add(at, cost_micros)
             if b.period.rolling_seconds is not None:
                 pt.spend = series.sum_last(b.period.rolling_seconds // 60, at)

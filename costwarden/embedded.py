@@ -24,7 +24,7 @@ from costwarden.config import Settings
 from costwarden.events import UsageEvent
 from costwarden.persist import (alert_for, budget_event_row, change_rows, control_from_row, load_state_rows)
 from costwarden.store import Store, migrate, open_store
-from costwarden.store.queries import SpendSeedQuery, known_ids_queries
+from costwarden.store.queries import MinuteSpendQuery, SpendSeedQuery, known_ids_queries
 from costwarden.streams.attribution import Attributor, default_rules, load_rules
 from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
@@ -77,7 +77,7 @@ class EmbeddedPipeline:
                               settings.pipeline.dedupe_max_entries)
         dedupe.mark_seen(state.recent_ids)
         self.controls = ControlBook(control_from_row(r) for r in state.controls)
-        ledger = BudgetLedger(self.budgets, seeder=self._seed, fired=state.fired)
+        ledger = BudgetLedger(self.budgets, seeder=self._seed, fired=state.fired, minute_seeder=self._seed_minutes)
         self.processor = Processor(catalogue, Attributor(rules), ledger, self.controls, dedupe,
                                    settings.limits.limits(), self.clock)
         self.outbox = Outbox(self.store, max_attempts=settings.alerts.max_attempts)
@@ -99,6 +99,13 @@ class EmbeddedPipeline:
                 if r["key"]:
                     seed.contributors["key"][r["key"]] += c
         return seed
+
+    def _seed_minutes(self, budget, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
+        per_minute: dict[datetime, int] = {}
+        for r in self.store.query(MinuteSpendQuery(start, end).to_sql()):
+            if budget.scope.matches(r):  # no org tag in the minute rollup: an org-scoped series starts empty
+                per_minute[r["bucket"]] = per_minute.get(r["bucket"], 0) + r["cost_micros"]
+        return sorted(per_minute.items())
 
     # --- the loop -------------------------------------------------------------------------------
     def ingest(self, payloads: Iterable[Any], source: str = "ingest",

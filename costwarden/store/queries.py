@@ -60,6 +60,19 @@ class SpendSeedQuery:
 
 
 @dataclass(frozen=True)
+class MinuteSpendQuery:
+    """Per-minute spend in [start, end) by the dimensions budgets match on (warms spike baselines)."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        return ("SELECT bucket, team, workflow, cost_center, env, provider, model, sum(cost_micros) AS cost_micros "
+                f"FROM {{db}}.usage_rollup_minute WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)} "
+                "GROUP BY bucket, team, workflow, cost_center, env, provider, model ORDER BY bucket")
+
+
+@dataclass(frozen=True)
 class RecentIdsQuery:
     """Ids of the newest events (the dedupe window rebuilt at start)."""
 
