@@ -97,6 +97,7 @@ class BudgetLedger:
         self._series: dict[str, MinuteSeries] = {}
         self._last_spike: dict[str, datetime] = {}
         self._recent: dict[str, tuple[datetime, int]] = {}
+        self._triggers: dict[tuple[str, str], list] = {}
         self._match_cache: dict[tuple, list[Budget]] = {}
         self.now: datetime | None = None
 
@@ -191,8 +192,11 @@ class BudgetLedger:
         fired: list[Signal] = []
         fc = None
         label = pt.key if b.period.rolling_seconds is None else f"rolling-{at.astimezone(self.tz):%Y-%m-%d}"
-        for th in b.thresholds:
-            key = f"{b.id}:{label}:{th.id}"
+        triggers = self._triggers.get((b.id, label))
+        if triggers is None:  # (threshold, its key, the smallest spend that fires it: spend >= amount*at/100)
+            triggers = [(th, f"{b.id}:{label}:{th.id}", th.trigger_micros(amount)) for th in b.thresholds]
+            self._triggers[(b.id, label)] = triggers
+        for th, key, trigger in triggers:
             if key in self.fired:
                 continue
             if th.basis == "forecast":
@@ -203,7 +207,7 @@ class BudgetLedger:
                 value = fc
             else:
                 value = pt.spend
-            if value * 100 < amount * th.at:
+            if value < trigger:
                 continue
             self.fired.add(key)
             for a in th.actions:
