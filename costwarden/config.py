@@ -44,13 +44,27 @@ class AlertSettings(BaseModel):
 
 
 class KafkaSettings(BaseModel):
+    """Kafka topics and the distributed worker (costwarden/distributed, docs/distributed.md)."""
+
     bootstrap_servers: str = "localhost:9092"
     topic_raw: str = "usage.raw"
     topic_dead_letter: str = "usage.deadletter"
     topic_processed: str = "usage.processed"
+    topic_budget_usage: str = "usage.by-budget"     # internal: usage re-keyed by budget id
     topic_budget_events: str = "budget.events"
-    topic_controls: str = "controls"
-    partitions: int = 6
+    topic_controls: str = "controls"                # compacted, keyed by workflow
+    partitions: int = Field(6, ge=1)
+    budget_partitions: int = Field(3, ge=1)         # usage.by-budget: one owner per budget
+    replication_factor: int = Field(1, ge=1)
+    retention_hours: int = Field(7 * 24, ge=1)      # raw / processed / by-budget
+    dead_letter_retention_hours: int = Field(30 * 24, ge=1)
+    budget_events_retention_hours: int = Field(90 * 24, ge=1)
+    app_id: str = "costwarden"                      # the consumer group
+    processing_guarantee: str = Field("at_least_once", pattern="^(exactly_once|at_least_once)$")
+    batch_max: int = Field(2000, ge=1)              # events per flush (per take)
+    batch_within_s: float = Field(1.0, gt=0)
+    session_timeout_s: float = Field(10.0, ge=6)
+    metrics_port: int = Field(9108, ge=0, le=65535)  # 0: any free port (logged)
 
 
 class LimitsSettings(BaseModel):
@@ -82,6 +96,15 @@ class ConnectorsSettings(BaseModel):
     sources: dict[str, PollerSettings] = Field(default_factory=dict)
     reconcile_threshold_pct: Decimal = Field(Decimal("5"), ge=0)
     reconcile_channel: str | None = None            # an alerts.channels name (the price-catalogue owner)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8787, ge=0, le=65535)
+    max_body_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    max_events_per_request: int = Field(10_000, ge=1)
+    reservation_ttl_s: float = Field(300.0, gt=0)
+    stream_heartbeat_s: float = Field(15.0, gt=0)
 
 
 def _config_file() -> Path | None:
@@ -119,6 +142,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     kafka: KafkaSettings = KafkaSettings()
     limits: LimitsSettings = LimitsSettings()
+    api: ApiSettings = ApiSettings()
     connectors: ConnectorsSettings = ConnectorsSettings()
 
     @classmethod

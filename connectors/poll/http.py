@@ -38,10 +38,11 @@ class RetryPolicy:
     base_delay: float = 1.0
     max_delay: float = 60.0
     jitter: float = 0.2
+    max_retry_after: float = 3600.0   # a provider asking to wait longer than this is capped
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         d = min(self.base_delay * (2 ** max(attempt - 1, 0)), self.max_delay) * (1 - self.jitter * rng.random())
-        return max(d, min(retry_after, self.max_delay * 10)) if retry_after is not None else d
+        return max(d, min(retry_after, self.max_retry_after)) if retry_after is not None else d
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
@@ -66,7 +67,7 @@ class HttpClient:
 
     name: str
     base_url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds the key
     secret: SecretStr | None = None         # redacted from any provider text we show
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float = 30.0
