@@ -9,7 +9,7 @@ prefix (token classes, requests, events, GPU hours, env, catalogue version, unpr
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from costwarden.finance.queries import FocusQuery
@@ -128,7 +128,3 @@ def write_focus(rows: list[dict], fmt: str, out) -> None:
     else:
         with open(out, "w", newline="") as fh:
             fh.write(to_csv(rows, list(COLUMNS)))
-
-
-def utc(d: datetime) -> datetime:
-    return d.astimezone(timezone.utc)

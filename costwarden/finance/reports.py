@@ -7,8 +7,7 @@ with every token class, unit costs (per request, per 1,000 requests, per workflo
 """
 from __future__ import annotations
 
-import calendar
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from costwarden.errors import CostwardenError

@@ -1,0 +1,195 @@
+"""Finance commands: `report-finance`, `export focus`, `reprice`, `budgets simulate`, `budgets forecast`."""
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+from costwarden.cli.budgets_cmd import budgets
+from costwarden.cli.common import _jsonable, emit, handle_errors, parse_period
+from costwarden.money import fmt_usd, from_micros
+
+
+def _store(ctx: click.Context):
+    from costwarden.cli import settings_from
+    from costwarden.store import migrate, open_store
+
+    s = settings_from(ctx.find_root())
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    store = open_store(s.store.url.get_secret_value(), str(s.data_dir), s.store.database)
+    migrate(store)
+    return s, store
+
+
+def _range(a: str, b: str) -> tuple[datetime, datetime]:
+    return parse_period(a)[0], parse_period(b)[1]
+
+
+def _progress(enabled: bool):
+    from rich.progress import Progress
+
+    return Progress(transient=True, disable=not enabled or not sys.stderr.isatty())
+
+
+@click.command("report-finance")
+@click.option("--by", default="team", help="team, workflow, cost_center, env, provider, model (comma separated)")
+@click.option("--period", required=True, help="2026-11, 2026-Q4, 2026-W47, 2026-11-21 or FROM..TO")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "html"]), default="table")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="file (required for parquet and html)")
+@click.option("--no-compare", is_flag=True, help="leave out the previous period's cost and the change")
+@click.pass_context
+@handle_errors
+def report_finance(ctx, by, period, fmt, out, no_compare):
+    """Showback/chargeback with unit costs and period-over-period change; or the HTML report."""
+    from costwarden.finance.export import to_csv, to_parquet
+    from costwarden.finance.reports import finance_report
+
+    start, end = parse_period(period)
+    s, store = _store(ctx)
+    if fmt in ("parquet", "html") and out is None:
+        raise click.UsageError(f"--format {fmt} needs --out FILE")
+    if fmt == "html":
+        from costwarden.embedded import load_budget_file
+        from costwarden.finance.html import build
+
+        now = min(end, datetime.now(timezone.utc))
+        out.write_text(build(store, load_budget_file(s), start, end, now, f"costwarden spend report {period}"))
+        click.echo(f"wrote {out}")
+        return
+    dims = [d.strip() for d in by.split(",") if d.strip()]
+    rows, cols = finance_report(store, dims, start, end, compare=not no_compare)
+    if fmt == "parquet":
+        to_parquet(rows, cols, out)
+        click.echo(f"wrote {len(rows)} rows to {out}")
+    elif out is not None:
+        out.write_text(to_csv(rows, cols) if fmt == "csv" else
+                       json.dumps([{c: _jsonable(r.get(c)) for c in cols} for r in rows], indent=2))
+        click.echo(f"wrote {len(rows)} rows to {out}")
+    else:
+        emit(rows, fmt, cols, title=f"spend {period} by {by}")
+
+
+@click.group()
+def export():
+    """Export stored usage for FinOps tools."""
+
+
+@export.command("focus")
+@click.option("--period", required=True, help="2026-11, 2026-Q4, ... or FROM..TO")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="file (default: stdout for csv)")
+@click.option("--account-id", default="costwarden", show_default=True, help="BillingAccountId")
+@click.option("--account-name", default="costwarden", show_default=True, help="BillingAccountName")
+@click.pass_context
+@handle_errors
+def focus(ctx, period, fmt, out, account_id, account_name):
+    """FinOps FOCUS 1.2 rows (one per day and charge identity), CSV or Parquet."""
+    from costwarden.finance.focus import focus_rows, write_focus
+
+    start, end = parse_period(period)
+    _, store = _store(ctx)
+    rows = focus_rows(store, start, end, account_id, account_name)
+    if fmt == "parquet" and out is None:
+        out = Path(f"focus-{period.replace('..', '_')}.parquet")
+    write_focus(rows, fmt, out if out is not None else sys.stdout)
+    if out is not None:
+        total = sum(r["BilledCost"] for r in rows)
+        click.echo(f"wrote {len(rows)} FOCUS rows to {out}, BilledCost total ${total}", err=True)
+
+
+@click.command()
+@click.option("--from", "from_", required=True, help="first day (2026-08-01) or period")
+@click.option("--to", "to", required=True, help="last day, inclusive (2026-10-31) or period")
+@click.option("--catalogue", "catalogue_file", type=click.Path(path_type=Path, exists=True), default=None,
+              help="price catalogue YAML (default: --catalogue of the root command, else the packaged one)")
+@click.option("--dry-run", is_flag=True, help="show what would change, write nothing")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def reprice(ctx, from_, to, catalogue_file, dry_run, as_json):
+    """Recompute stored events' cost with the catalogue in force at each event's time; switch raw
+    events and rollups per month partition atomically; print what changed by model and team."""
+    from costwarden.finance.reprice import reprice as run
+    from costwarden.streams.catalogue import PriceCatalogue
+
+    start, end = _range(from_, to)
+    s, store = _store(ctx)
+    path = catalogue_file or s.budgets.catalogue_file
+    cat = PriceCatalogue.from_yaml(path) if path else PriceCatalogue.default()
+    total = store.query("SELECT count() AS n FROM {db}.usage_events WHERE occurred_at >= "
+                        f"{_ts(start)} AND occurred_at < {_ts(end)}")[0]["n"]
+    with _progress(not as_json) as bar:
+        task = bar.add_task("re-pricing", total=total)
+        res = run(store, cat, start, end, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
+    rows = [{"model": m, "team": t, "events": c.events, "old_usd": from_micros(c.old_micros),
+             "new_usd": from_micros(c.new_micros), "delta_usd": from_micros(c.new_micros - c.old_micros)}
+            for (m, t), c in sorted(res.by_model_team.items(), key=lambda kv: -abs(kv[1].new_micros - kv[1].old_micros))]
+    summary = {"catalogue": cat.version, "scanned": res.scanned, "changed": res.changed,
+               "delta_usd": str(from_micros(res.new_micros - res.old_micros)), "partitions": res.partitions,
+               "dry_run": dry_run}
+    if as_json:
+        click.echo(json.dumps(summary | {"changes": [{k: str(v) if not isinstance(v, int) else v
+                                                      for k, v in r.items()} for r in rows]}, indent=2))
+        return
+    emit(rows, "table", list(rows[0]) if rows else ["model"], title="changes by model and team")
+    verb = "would switch" if dry_run else "switched"
+    click.echo(f"catalogue {cat.version}: {res.scanned:,} events scanned, {res.changed:,} re-priced, "
+               f"delta {fmt_usd(res.new_micros - res.old_micros, 6)}; {verb} partitions {res.partitions or 'none'}")
+
+
+def _ts(d: datetime) -> str:
+    from costwarden.store.queries import ts
+
+    return ts(d)
+
+
+@budgets.command("simulate")
+@click.argument("file", type=click.Path(path_type=Path, exists=True))
+@click.option("--from", "from_", required=True, help="first day (2026-08-01) or period")
+@click.option("--to", "to", required=True, help="last day, inclusive (2026-10-31) or period")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+@handle_errors
+def simulate(ctx, file, from_, to, fmt):
+    """Replay stored usage against a proposed budgets FILE: thresholds fired, throttles and blocks
+    tripped, spend refused. In memory only: nothing is written, sent, or changed in live controls."""
+    from costwarden.budgets.loader import load_budgets
+    from costwarden.finance.simulate import simulate as run
+    from costwarden.finance.simulate_view import as_json, print_text
+
+    bf = load_budgets(file)
+    start, end = _range(from_, to)
+    _, store = _store(ctx)
+    with _progress(fmt != "json") as bar:
+        task = bar.add_task("replaying", total=None)
+        sim = run(store, bf, start, end, progress=lambda n: bar.advance(task, n))
+    if fmt == "json":
+        click.echo(json.dumps(as_json(sim), indent=2))
+    else:
+        print_text(sim, click.echo)
+
+
+@budgets.command("forecast")
+@click.option("--at", "at", default=None, help="forecast as of this UTC time (default now)")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@click.pass_context
+@handle_errors
+def forecast(ctx, at, fmt):
+    """Projected spend at period end per budget, the method used, and when it runs out."""
+    from costwarden.embedded import load_budget_file
+    from costwarden.finance.burn import budget_forecasts
+
+    when = datetime.fromisoformat(at).replace(tzinfo=timezone.utc) if at else datetime.now(timezone.utc)
+    s, store = _store(ctx)
+    rows = budget_forecasts(store, load_budget_file(s), when)
+    for r in rows:
+        for k in ("spend", "amount", "forecast", "linear_forecast"):
+            r[f"{k}_usd"] = from_micros(r[f"{k}_micros"])
+    emit(rows, fmt, ["budget", "period", "spend_usd", "amount_usd", "forecast_usd", "linear_forecast_usd",
+                     "exhausted_at", "method"], title=f"budget forecasts at {when:%Y-%m-%d %H:%M} UTC")
+
+
+COMMANDS = [report_finance, export, reprice]

@@ -1,0 +1,1 @@
+"""Finance: reports, unit economics, forecasts, FOCUS export, budget simulation, re-pricing."""

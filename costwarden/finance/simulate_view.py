@@ -1,0 +1,52 @@
+"""Presenting a budget simulation: text for people, JSON for tools (exact decimal strings)."""
+from __future__ import annotations
+
+from typing import Callable
+
+from costwarden.finance.simulate import Simulation
+from costwarden.money import fmt_usd, from_micros
+
+
+def as_json(sim: Simulation) -> dict:
+    return {
+        "from": sim.start.isoformat(), "to": sim.end.isoformat(), "events": sim.events,
+        "spend_usd": str(from_micros(sim.spend_micros)), "refused_usd": str(from_micros(sim.refused_micros)),
+        "budgets": [{
+            "budget": o.budget_id, "amount_usd": str(from_micros(o.amount_micros)),
+            "charged_usd": str(from_micros(o.charged_micros)),
+            "fired": [{"at": f.at.isoformat(), "period": f.period, "threshold": f.threshold, "kind": f.kind,
+                       "spend_usd": str(from_micros(f.spend_micros)),
+                       "forecast_usd": str(from_micros(f.forecast_micros))} for f in o.fired],
+            "tripped": [{"at": t.at.isoformat(), "workflow": t.workflow, "state": t.state,
+                         "rate_per_min": None if t.rate_per_min is None else str(t.rate_per_min),
+                         "until": t.expires_at.isoformat() if t.expires_at else None, "reason": t.reason}
+                        for t in o.tripped],
+            "refused_usd": str(from_micros(o.refused_micros)),
+            "refused_by_block_usd": str(from_micros(o.refused_block_micros)),
+            "refused_by_throttle_usd": str(from_micros(o.refused_throttle_micros)),
+            "refused_events": o.refused_events,
+            "refused_by_workflow": {k: str(from_micros(v)) for k, v in o.refused_by_workflow.items()},
+        } for o in sim.budgets.values()],
+    }
+
+
+def print_text(sim: Simulation, echo: Callable[[str], None]) -> None:
+    echo(f"replayed {sim.events:,} stored events {sim.start:%Y-%m-%d %H:%M} .. {sim.end:%Y-%m-%d %H:%M} UTC "
+         f"(spend {fmt_usd(sim.spend_micros)}); in memory only: nothing written, sent or changed")
+    for o in sim.budgets.values():
+        echo(f"\n{o.budget_id} (amount {fmt_usd(o.amount_micros)}): charged {fmt_usd(o.charged_micros)}, "
+             f"{len(o.fired)} thresholds fired, {len(o.tripped)} controls tripped, "
+             f"refused {fmt_usd(o.refused_micros, 6)} in {o.refused_events:,} events")
+        for f in o.fired:
+            echo(f"  {f.at:%Y-%m-%d %H:%M:%S} {f.period} {f.kind} {f.threshold} fired at spend "
+                 f"{fmt_usd(f.spend_micros)}" + (f" (forecast {fmt_usd(f.forecast_micros)})"
+                                                 if f.kind == "forecast" else ""))
+        for t in o.tripped:
+            rate = f" to {t.rate_per_min}/min" if t.rate_per_min is not None else ""
+            until = f" until {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else ""
+            echo(f"  {t.at:%Y-%m-%d %H:%M:%S} {t.state} {t.workflow}{rate}{until}")
+        if o.refused_micros:
+            echo(f"  refused: by block {fmt_usd(o.refused_block_micros, 6)}, by throttle "
+                 f"{fmt_usd(o.refused_throttle_micros, 6)}; "
+                 + ", ".join(f"{w} {fmt_usd(v)}" for w, v in o.refused_by_workflow.most_common()))
+    echo(f"\ntotal refused {fmt_usd(sim.refused_micros, 6)} of {fmt_usd(sim.spend_micros, 6)}")
