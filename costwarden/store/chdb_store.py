@@ -9,7 +9,7 @@ from typing import Sequence
 
 from costwarden.errors import StoreError
 from costwarden.store.base import Row
-from costwarden.store.values import convert_column, to_json_value
+from costwarden.store.values import converter, to_json_value
 
 # chDB allows one open database path per process: sessions are shared per path.
 _SESSIONS: dict[str, object] = {}
@@ -69,10 +69,12 @@ class ChdbStore:
             return []
         names = json.loads(lines[0])
         types = json.loads(lines[1])
+        convs = [converter(t) for t in types]
+        loads = json.loads
         out: list[Row] = []
         for line in lines[2:]:
-            vals = json.loads(line, parse_float=Decimal)
-            out.append({n: convert_column(t, v) for n, t, v in zip(names, types, vals)})
+            vals = loads(line, parse_float=Decimal)
+            out.append({n: c(v) for n, c, v in zip(names, convs, vals)})
         return out
 
     def close(self) -> None:

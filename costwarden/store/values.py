@@ -35,9 +35,8 @@ def _base(t: str) -> str:
 def parse_datetime(v: Any) -> datetime:
     if isinstance(v, datetime):
         return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
-    s = str(v)
-    fmt = "%Y-%m-%d %H:%M:%S.%f" if "." in s else "%Y-%m-%d %H:%M:%S"
-    return datetime.strptime(s, fmt).replace(tzinfo=timezone.utc)
+    d = datetime.fromisoformat(str(v))  # ClickHouse text: 'YYYY-MM-DD HH:MM:SS[.fff]' in UTC
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
 
 
 def convert_column(ctype: str, v: Any) -> Any:
@@ -53,3 +52,25 @@ def convert_column(ctype: str, v: Any) -> Any:
     if t.startswith("Float"):
         return Decimal(str(v))
     return v
+
+
+def _ident(v: Any) -> Any:
+    return v
+
+
+def _nullable(f):
+    return lambda v: None if v is None else f(v)
+
+
+def converter(ctype: str):
+    """A function converting one column's JSON values (looked up once per result, not per value)."""
+    t = _base(ctype)
+    if t.startswith("DateTime"):
+        f = parse_datetime
+    elif t.startswith(("Decimal", "Float")):
+        f = lambda v: Decimal(str(v))  # noqa: E731
+    elif t.startswith(("Int", "UInt")):
+        f = int
+    else:
+        return _ident
+    return _nullable(f)
