@@ -55,11 +55,20 @@ class ChdbStore:
         if not rows:
             return
         enc = json.JSONEncoder(separators=(",", ":"), default=to_json_value).encode
-        body = "\n".join(enc(r) for r in rows)
-        settings = "SETTINGS date_time_input_format='best_effort', input_format_skip_unknown_fields=0"
+        cols = list(rows[0])
+        if all(len(r) == len(cols) for r in rows) and all(r.keys() == rows[0].keys() for r in rows):
+            # the same columns in every row: compact arrays (no keys) encode and parse faster
+            target = f"{self.database}.{table} ({', '.join(cols)})"
+            fmt = "JSONCompactEachRow"
+            body = "\n".join(enc([r[c] for c in cols]) for r in rows)
+        else:
+            target, fmt = f"{self.database}.{table}", "JSONEachRow"
+            body = "\n".join(enc(r) for r in rows)
+        settings = "SETTINGS date_time_input_format='best_effort'"
         if dedup_token:
-            settings += f", insert_deduplication_token='{dedup_token}', insert_deduplicate=1, deduplicate_blocks_in_dependent_materialized_views=1"
-        self._raw(f"INSERT INTO {self.database}.{table} {settings} FORMAT JSONEachRow\n{body}")
+            settings += (f", insert_deduplication_token='{dedup_token}', insert_deduplicate=1, "
+                         "deduplicate_blocks_in_dependent_materialized_views=1")
+        self._raw(f"INSERT INTO {target} {settings} FORMAT {fmt}\n{body}")
 
     def query(self, sql: str) -> list[Row]:
         res = self._raw(self._sql(sql), "JSONCompactEachRowWithNamesAndTypes")
