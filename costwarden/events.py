@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from costwarden.errors import InvalidEventError
 
 SCHEMA_VERSION = "1"
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Field names that smell of prompt/response content. Rejected wherever they appear.
 CONTENT_FIELDS = frozenset(
@@ -206,6 +207,8 @@ def check_limits(ev: UsageEvent, limits: Limits, now: datetime | None = None) ->
         raise InvalidEventError("absurd_value", f"requests={ev.requests} > {limits.max_requests}")
     if ev.compute and ev.compute.gpu_hours > limits.max_gpu_hours:
         raise InvalidEventError("absurd_value", f"compute.gpu_hours={ev.compute.gpu_hours} > {limits.max_gpu_hours}")
+    if ev.occurred_at < EARLIEST:  # the store's rollup buckets (DateTime) start at the Unix epoch
+        raise InvalidEventError("absurd_value", f"occurred_at {ev.occurred_at.isoformat()} is before 1970")
     now = now or datetime.now(timezone.utc)
     if (ev.occurred_at - now).total_seconds() > limits.max_future_skew_s:
         raise InvalidEventError("absurd_value", f"occurred_at {ev.occurred_at.isoformat()} is in the future")

@@ -116,14 +116,22 @@ class Processor:
         out = Outcome(row=row)
         dims = as_dims(ev, attributed)
         key = ev.attribution.api_key_id or ev.attribution.project_id or ""
-        for signal, pt, budget in self.ledger.charge(dims, price.cost_micros, ev.occurred_at, key):
-            if signal is not None:
-                out.signals.append(signal)
-            for th_id, action in pt.control_actions:
-                change = self._control(attributed.workflow, action, budget, pt, th_id, ev.occurred_at)
-                if change is not None:
-                    out.changes.append(change)
+        out.signals, out.changes = self.evaluate(dims, price.cost_micros, ev.occurred_at, key)
         return out
+
+    def evaluate(self, dims: dict[str, Any], cost_micros: int, at: datetime,
+                 key: str = "") -> tuple[list[Signal], list[ControlChange]]:
+        """Charge budgets and apply the controls they ask for (also the distributed budget stage)."""
+        signals: list[Signal] = []
+        changes: list[ControlChange] = []
+        for signal, pt, budget in self.ledger.charge(dims, cost_micros, at, key):
+            if signal is not None:
+                signals.append(signal)
+            for th_id, action in pt.control_actions:
+                change = self._control(dims.get("workflow") or "", action, budget, pt, th_id, at)
+                if change is not None:
+                    changes.append(change)
+        return signals, changes
 
     def _control(self, workflow: str, action, budget, pt, th_id: str, at: datetime) -> ControlChange | None:
         if getattr(action, "block", None):

@@ -1,0 +1,166 @@
+"""Distributed runtime figures, side by side in one run (the machine is shared and noisy).
+
+    python benchmarks/bench_distributed.py [--events 20000] [--controls 60]
+
+Servers: a real Kafka broker (KafkaBroker from Kafka's jars, or $KAFKA_BOOTSTRAP_SERVERS) and
+ClickHouse through clickhouse-connect: the HTTP TEST ADAPTER over chDB (a real ClickHouse server
+would be faster), or $COSTWARDEN_BENCH_CLICKHOUSE_URL. One `costwarden worker` process.
+
+Prints:
+  1. end-to-end throughput of one worker: events produced to Kafka -> every event visible in the
+     minute rollup in ClickHouse (events/s, from the first produce to the last rollup row);
+  2. the raw aiokafka consume rate of the same topic in the same run, and the ratio 1 / 2;
+  3. p50 / p99 time from an event produced to the control change it causes being readable on
+     the controls topic (each event crosses a one-micro-dollar block budget of its own workflow).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "distributed"))
+import dist_harness as h  # noqa: E402
+
+from costwarden.distributed.producer import produce  # noqa: E402
+from costwarden.store.clickhouse_store import ClickHouseStore  # noqa: E402
+
+
+@contextlib.contextmanager
+def servers(tmp: Path):
+    from costwarden.testing.clickhouse_http import serve_clickhouse_http
+    from costwarden.testing.kafka_broker import kafka_broker_session
+
+    with kafka_broker_session() as broker:
+        url = os.environ.get("COSTWARDEN_BENCH_CLICKHOUSE_URL")
+        if url:
+            yield broker.bootstrap, url
+        else:
+            with serve_clickhouse_http(tmp / "ch") as url:
+                yield broker.bootstrap, url
+
+
+def budgets_file(tmp: Path, n: int) -> Path:
+    data = yaml.safe_load(Path(h.BUDGETS).read_text())
+    for i in range(n):
+        data["budgets"].append({"id": f"lat-{i}", "scope": {"workflow": f"lat-{i}"}, "period": "month",
+                                "amount": "0.000001", "thresholds": [{"at": 100, "actions": [{"block": True}]}]})
+    p = tmp / "budgets.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+async def raw_consume_rate(bootstrap: str, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                         enable_auto_commit=False)
+    await c.start()
+    got = 0
+    try:
+        t = time.perf_counter()
+        while got < n:
+            batch = await c.getmany(timeout_ms=1000, max_records=10000)
+            for recs in batch.values():
+                got += len(recs)
+                for r in recs:
+                    json.loads(r.value)  # decode, as the worker does
+        return got / (time.perf_counter() - t)
+    finally:
+        await c.stop()
+
+
+async def control_latency(bootstrap: str, env: dict, n: int) -> list[float]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    seen: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(h.topic(env, "controls"), bootstrap_servers=bootstrap, group_id=None,
+                                auto_offset_reset="latest", isolation_level="read_committed")
+    await consumer.start()
+    await asyncio.sleep(1)
+
+    async def listen():
+        async for r in consumer:
+            seen.setdefault(json.loads(r.value)["workflow"], time.perf_counter())
+
+    task = asyncio.create_task(listen())
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    sent: dict[str, float] = {}
+    try:
+        for i in range(n):
+            wf = f"lat-{i}"
+            ev = {"event_id": f"lat-{uuid.uuid4().hex}", "occurred_at": datetime.now(timezone.utc).isoformat(),
+                  "source": "gateway", "provider": "openai", "model": "gpt-4o-mini", "requests": 1,
+                  "tokens": {"input": 1000, "output": 100},
+                  "attribution": {"api_key_id": "bench", "tags": {"workflow": wf, "team": "bench", "env": "prod"}}}
+            sent[wf] = time.perf_counter()
+            await producer.send_and_wait(h.topic(env, "raw"), json.dumps(ev).encode(), key=ev["event_id"].encode())
+            await asyncio.sleep(0.25)
+        deadline = time.perf_counter() + 30
+        while len(seen) < n and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        task.cancel()
+        await producer.stop()
+        await consumer.stop()
+    return sorted(seen[wf] - sent[wf] for wf in sent if wf in seen)
+
+
+def pct(xs: list[float], p: float) -> float:
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=20000)
+    ap.add_argument("--controls", type=int, default=60, help="events for the control latency figure")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-dist-"))
+    lines = h.demo_lines(args.events)
+    truth = h.truth(lines)
+    with servers(tmp) as (bootstrap, url):
+        env = h.worker_env(bootstrap, url, h.unique("bench"), tmp / "w", h.unique("bench"),
+                           COSTWARDEN_BUDGETS__BUDGETS_FILE=budgets_file(tmp, args.controls))
+        worker = h.Worker(env, tmp / "worker.log").start()
+        try:
+            worker.metrics_port()
+            time.sleep(8)  # joined the group and idle
+            store = ClickHouseStore.from_url(url, env["COSTWARDEN_STORE__DATABASE"])
+            t0 = time.perf_counter()
+            produce(bootstrap, h.topic(env, "raw"), lines)
+            t_produced = time.perf_counter() - t0
+
+            def visible():
+                r = store.query("SELECT sum(events) AS n FROM {db}.usage_rollup_minute")[0]["n"] or 0
+                return int(r) >= truth["events"]
+            h.wait_for(visible, 900, interval=0.25, what="rollups")
+            e2e = time.perf_counter() - t0
+            raw_rate = asyncio.run(raw_consume_rate(bootstrap, h.topic(env, "raw"), len(lines)))
+            lat = asyncio.run(control_latency(bootstrap, env, args.controls))
+        finally:
+            worker.stop()
+    rate = len(lines) / e2e
+    print(f"events produced                {len(lines):>10}  ({truth['events']} distinct valid, {t_produced:.1f}s to produce)")
+    print(f"one worker end to end          {rate:>10.0f} events/s  (produced -> minute rollup complete, {e2e:.1f}s)")
+    print(f"raw aiokafka consume + decode  {raw_rate:>10.0f} events/s")
+    print(f"ratio worker / raw consume     {rate / raw_rate:>10.3f}")
+    if lat:
+        print(f"event -> control on topic      p50 {pct(lat, 50) * 1000:.0f} ms   p99 {pct(lat, 99) * 1000:.0f} ms"
+              f"   ({len(lat)} of {args.controls} controls seen)")
+    else:
+        print(f"event -> control on topic      no control seen (see {tmp / 'worker.log'})")
+
+
+if __name__ == "__main__":
+    main()

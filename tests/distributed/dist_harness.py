@@ -1,0 +1,174 @@
+"""Harness for the distributed tests and benchmark: events with a known truth, worker processes,
+ClickHouse totals. Real servers only: a Kafka broker, the ClickHouse HTTP test adapter, and
+`costwarden worker` in subprocesses."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from costwarden import demo
+
+ROOT = Path(__file__).resolve().parents[2]
+BUDGETS = demo.demo_file("demo-budgets.yaml")
+RULES = demo.demo_file("demo-rules.yaml")
+START = datetime(2026, 3, 2, tzinfo=timezone.utc)
+
+
+def demo_lines(n: int, seed: int = 7) -> list[bytes]:
+    """The first n lines of the demo stream (valid events, ~1% redelivered, ~0.25% invalid)."""
+    out = []
+    for line in demo.events(START, START + timedelta(days=60), seed=seed, runaway=False):
+        out.append(line)
+        if len(out) >= n:
+            break
+    return out
+
+
+def truth(lines: list[bytes]) -> dict:
+    """Count and cost of the distinct valid events, priced by part 1's core in this process."""
+    from costwarden.budgets.controls import ControlBook
+    from costwarden.budgets.evaluate import BudgetLedger
+    from costwarden.budgets.model import BudgetFile
+    from costwarden.streams.attribution import Attributor, load_rules
+    from costwarden.streams.catalogue import PriceCatalogue
+    from costwarden.streams.dedupe import DedupeWindow
+    from costwarden.streams.process import Processor
+
+    proc = Processor(PriceCatalogue.default(), Attributor(load_rules(RULES)),
+                     BudgetLedger(BudgetFile(version=1, budgets=[])), ControlBook(),
+                     DedupeWindow(timedelta(days=3650), 10_000_000))
+    events = cost = dead = 0
+    for line in lines:
+        out = proc.handle(line)
+        if out.dead is not None:
+            dead += 1
+        elif not out.duplicate:
+            events += 1
+            cost += out.row["cost_micros"]
+    return {"events": events, "cost_micros": cost, "dead": dead}
+
+
+def totals(store) -> dict:
+    raw = store.query("SELECT count() AS events, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL")[0]
+    roll = {g: store.query(f"SELECT sum(events) AS events, sum(cost_micros) AS cost_micros "
+                           f"FROM {{db}}.usage_rollup_{g}")[0] for g in ("minute", "hour", "day")}
+    return {"raw": (int(raw["events"]), int(raw["cost_micros"])),
+            **{g: (int(r["events"] or 0), int(r["cost_micros"] or 0)) for g, r in roll.items()}}
+
+
+def worker_env(bootstrap: str, store_url: str, database: str, data_dir: Path, app_id: str, **extra) -> dict:
+    env = dict(os.environ)
+    env.update({
+        "COSTWARDEN_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "COSTWARDEN_KAFKA__APP_ID": app_id,
+        "COSTWARDEN_STORE__URL": store_url, "COSTWARDEN_STORE__DATABASE": database,
+        "COSTWARDEN_DATA_DIR": str(data_dir), "COSTWARDEN_BUDGETS__BUDGETS_FILE": BUDGETS,
+        "COSTWARDEN_BUDGETS__RULES_FILE": RULES, "COSTWARDEN_KAFKA__SESSION_TIMEOUT_S": "6",
+        "COSTWARDEN_KAFKA__PARTITIONS": "4", "COSTWARDEN_KAFKA__BUDGET_PARTITIONS": "2",
+        "COSTWARDEN_KAFKA__METRICS_PORT": "0", "PYTHONUNBUFFERED": "1",
+    })
+    for prefix in ("topic_raw", "topic_dead_letter", "topic_processed", "topic_budget_usage",
+                   "topic_budget_events", "topic_controls"):
+        env[f"COSTWARDEN_KAFKA__{prefix.upper()}"] = f"{app_id}.{prefix[6:]}"
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def topic(env: dict, name: str) -> str:
+    return env[f"COSTWARDEN_KAFKA__TOPIC_{name.upper()}"]
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+class Worker:
+    """`costwarden worker` in a subprocess; its log goes to a file."""
+
+    def __init__(self, env: dict, log_path: Path) -> None:
+        self.env, self.log_path = env, log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "Worker":
+        self._log_from = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "costwarden.cli", "worker", "--loglevel", "warning"],
+                                     env=self.env, cwd=str(ROOT), stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        log.close()
+        return self
+
+    def metrics_port(self, timeout: float = 60) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._log_from)
+                text = f.read().decode(errors="replace")
+            for line in text.splitlines()[::-1]:
+                if "metrics on port" in line:
+                    return int(line.rsplit(" ", 1)[1])
+            time.sleep(0.2)
+        raise AssertionError(f"worker did not start:\n{self.tail()}")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path.exists() else ""
+
+
+def wait_for(fn, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
+
+
+def read_topic(bootstrap: str, name: str, timeout_s: float = 5.0) -> list[tuple[bytes, bytes]]:
+    """Every committed record of a topic (from the beginning), as (key, value)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    async def run():
+        c = AIOKafkaConsumer(name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             isolation_level="read_committed", enable_auto_commit=False, group_id=None)
+        await c.start()
+        out = []
+        try:
+            idle = time.monotonic()
+            while time.monotonic() - idle < timeout_s:
+                batch = await c.getmany(timeout_ms=300)
+                for recs in batch.values():
+                    if recs:
+                        idle = time.monotonic()
+                    out.extend((r.key, r.value) for r in recs)
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+def json_lines(records) -> list[dict]:
+    return [json.loads(v) for _, v in records]
