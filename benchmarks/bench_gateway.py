@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from costwarden.api.server import free_port  # noqa: E402
-from costwarden.sdk import Costwarden, Refused  # noqa: E402
+from costwarden.sdk import Costwarden  # noqa: E402
 
 MODEL, PROVIDER = "gpt-4o-mini", "openai"  # $0.15 / M input, $0.60 / M output
 MAX_IN, MAX_OUT = 1_000_000, 200_000  # reservation: $0.27

@@ -1,6 +1,7 @@
 """ChdbStore: ClickHouse's engine in-process (chDB), database files under the data directory."""
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 from decimal import Decimal
@@ -28,6 +29,19 @@ def _session(path: str):
             s = chs.Session(path)
             _SESSIONS[path] = s
         return s
+
+
+@atexit.register
+def _close_sessions() -> None:
+    """Shut chDB's engine down while the interpreter is still whole: left to the C++ static
+    destructors at exit, its background pools crash or hang the process at random."""
+    with _LOCK:
+        for s in _SESSIONS.values():
+            try:
+                s.close()
+            except Exception:
+                pass
+        _SESSIONS.clear()
 
 
 class ChdbStore:

@@ -1,0 +1,148 @@
+"""The ASGI app factory: `create_app(runtime)`; routes live in routes_*.py, one module per domain.
+
+Errors map once: CostwardenError -> its http_status (ControlError 409, InvalidEventError 422,
+StoreError 503, ...), a bad body -> 400/413/415 with a reason; anything else is a bug (500,
+logged without request headers, so never with a token).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from costwarden.api.auth import TOKENS_SQL, Principal, TokenBook
+from costwarden.api.deps import need
+from costwarden.api.ingest import BodyError
+from costwarden.errors import CostwardenError, InvalidEventError
+
+log = logging.getLogger("costwarden.api")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("costwarden_http_requests", "HTTP requests", ["route", "status"], registry=r)
+        self.latency = Histogram("costwarden_http_request_seconds", "HTTP request latency", ["route"], registry=r,
+                                 buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5))
+        self.events = Counter("costwarden_api_events", "events received over HTTP", ["status"], registry=r)
+        self.reservations = Counter("costwarden_reservations", "reservation outcomes", ["outcome"], registry=r)
+        self.holds = Gauge("costwarden_reservation_holds", "open reservation holds", registry=r)
+        self.backlog = Gauge("costwarden_pipeline_backlog", "jobs waiting for the pipeline thread", registry=r)
+        self.controls_version = Gauge("costwarden_controls_version", "decision cache version", registry=r)
+
+
+class _Measure:
+    """Pure ASGI middleware: request count and latency per route template (no body buffering)."""
+
+    def __init__(self, app, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_(msg):
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.requests.labels(path, str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - t0)
+
+
+def _error(status: int, reason: str, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": reason, "detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
+    from costwarden.api import routes_decisions, routes_events, routes_status
+
+    app = FastAPI(title=title, version="1", description="costwarden gateway and status API. Every endpoint "
+                  "needs `Authorization: Bearer <token>`; roles: gateway, viewer, finance, admin.")
+    app.state.runtime = runtime
+    app.state.metrics = metrics = Metrics()
+    app.state.stopping = False
+    app.state.tokens = TokenBook(lambda: runtime.store.query(TOKENS_SQL))
+    runtime.thread.call(app.state.tokens.load)
+
+    app.add_middleware(_Measure, metrics=metrics)
+
+    @app.exception_handler(BodyError)
+    async def _body(_: Request, e: BodyError):
+        return _error(e.status, e.reason, e.detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, e: StarletteHTTPException):
+        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        return _error(e.status_code, reason, str(e.detail), getattr(e, "headers", None))
+
+    @app.exception_handler(InvalidEventError)
+    async def _invalid(_: Request, e: InvalidEventError):
+        return _error(422, e.reason, e.detail)
+
+    @app.exception_handler(CostwardenError)
+    async def _domain(_: Request, e: CostwardenError):
+        return _error(e.http_status, type(e).__name__, str(e))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, e: RequestValidationError):
+        errs = [f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}" for err in e.errors()[:10]]
+        return _error(422, "invalid_request", "; ".join(errs))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, e: Exception):
+        log.error("unhandled error on %s %s: %s", request.method, request.url.path, type(e).__name__,
+                  exc_info=(type(e), e, e.__traceback__))
+        return _error(500, "internal_error", "an unexpected error; it has been logged")
+
+    @app.get("/healthz", tags=["ops"], summary="liveness (no token needed)")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="readiness: the pipeline thread answers (no token needed)")
+    async def readyz():
+        try:
+            await runtime.thread.run(lambda: None)
+        except Exception:
+            return _error(503, "not_ready", "the pipeline is not answering")
+        if not runtime.ready:
+            return _error(503, "not_ready", "shutting down")
+        return {"status": "ready", "mode": runtime.mode, "controls_version": runtime.cache.version}
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (viewer, finance or admin token)",
+             response_class=PlainTextResponse)
+    async def prometheus(_: Principal = Depends(need("status:read"))):
+        metrics.holds.set(len(runtime.reservations.holds))
+        metrics.backlog.set(runtime.thread.backlog)
+        metrics.controls_version.set(runtime.cache.version)
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(routes_events.router)
+    app.include_router(routes_decisions.router)
+    app.include_router(routes_status.router)
+
+    def openapi():
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            comps = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, s in routes_events.event_schema_components().items():
+                comps.setdefault(name, s)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
+    return app

@@ -1,0 +1,33 @@
+"""Request dependencies: the runtime, and `need(permission)` for bearer-token auth (401 / 403)."""
+from __future__ import annotations
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from costwarden.api.auth import Principal
+
+_bearer = HTTPBearer(auto_error=False, description="a costwarden API token (`costwarden tokens create`)")
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def runtime(request: Request):
+    return request.app.state.runtime
+
+
+def need(permission: str):
+    async def check(request: Request,
+                    cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Principal:
+        if cred is None or cred.scheme.lower() != "bearer" or not cred.credentials:
+            raise HTTPException(401, "a bearer token is required", headers=_CHALLENGE)
+        book = request.app.state.tokens
+        who = book.lookup(cred.credentials)
+        if who is None and book.stale():  # a token created since the last load
+            await request.app.state.runtime.thread.run(book.load)
+            who = book.lookup(cred.credentials)
+        if who is None:
+            raise HTTPException(401, "unknown or revoked token", headers=_CHALLENGE)
+        if not who.can(permission):
+            raise HTTPException(403, f"role {who.role!r} may not do this (needs {permission})")
+        return who
+
+    return check

@@ -1,0 +1,136 @@
+"""POST /v1/events (usage in) and /v1/reservations (reserve-then-settle admission)."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from costwarden.api.auth import Principal
+from costwarden.api.deps import need, runtime
+from costwarden.api.ingest import CE, CE_BATCH, JSON, BodyError, parse_body
+from costwarden.api.reservations import Refused
+from costwarden.errors import InvalidEventError
+from costwarden.events import UsageEvent
+from costwarden.money import from_micros
+
+router = APIRouter(prefix="/v1", tags=["usage"])
+
+_EVENT = {"$ref": "#/components/schemas/UsageEvent"}
+_CLOUDEVENT = {"type": "object", "required": ["specversion", "id", "source", "type", "data"],
+               "properties": {"specversion": {"const": "1.0"}, "id": {"type": "string"},
+                              "source": {"type": "string"}, "type": {"type": "string"},
+                              "time": {"type": "string"}, "datacontenttype": {"type": "string"}, "data": _EVENT}}
+_EVENTS_BODY = {"requestBody": {"required": True, "content": {
+    JSON: {"schema": {"oneOf": [_EVENT, {"type": "array", "items": _EVENT, "maxItems": 10000}]}},
+    CE: {"schema": _CLOUDEVENT},
+    CE_BATCH: {"schema": {"type": "array", "items": _CLOUDEVENT}}}}}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyError(413, "body_too_large", f"{declared} bytes > the limit of {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(413, "body_too_large", f"more than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post("/events", openapi_extra=_EVENTS_BODY, summary="report usage: one event, a batch or CloudEvents",
+             responses={200: {"description": "per-event result"}, 400: {"description": "unreadable body"},
+                        413: {"description": "too large"}, 415: {"description": "unsupported media type"},
+                        422: {"description": "every event was rejected"}})
+async def post_events(request: Request, who: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
+    settings = rt.pipeline.settings
+    body = await read_body(request, settings.api.max_body_bytes)
+    parsed = parse_body(body, request.headers.get("content-type"), settings.limits.limits(),
+                        settings.api.max_events_per_request)
+    result = await rt.thread.run(lambda: rt.ingest_items(parsed, f"api:{who.name}"))
+    m = request.app.state.metrics.events
+    for k in ("accepted", "duplicates", "rejected"):
+        m.labels(k).inc(result[k])
+    result["cost_usd"] = str(from_micros(result.pop("cost_micros")))
+    status = 422 if result["rejected"] == len(parsed.items) else 200
+    return JSONResponse(result, status_code=status)
+
+
+class ReserveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    workflow: str = Field(min_length=1, max_length=256)
+    model: str = Field(min_length=1, max_length=256)
+    provider: str = Field(min_length=1, max_length=64)
+    max_input_tokens: int = Field(ge=0, le=10_000_000)
+    max_output_tokens: int = Field(ge=0, le=10_000_000)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=64,
+                                 description="attribution tags (team, env, org ...) used to match budgets")
+    ttl_s: float | None = Field(None, gt=0, le=86_400)
+
+
+@router.post("/reservations", tags=["reservations"], status_code=201,
+             summary="reserve the most a call can cost against the workflow's hard budgets",
+             responses={409: {"description": "refused: a hard budget would be passed, or the workflow is blocked"},
+                        422: {"description": "model not in the price catalogue"}})
+async def reserve(body: ReserveIn, request: Request, _: Principal = Depends(need("usage:write")),
+                  rt=Depends(runtime)):
+    m = request.app.state.metrics.reservations
+    try:
+        hold = await rt.thread.run(lambda: rt.reservations.reserve(
+            body.workflow, body.model, body.provider.strip().lower(), body.max_input_tokens,
+            body.max_output_tokens, body.tags, body.ttl_s))
+    except Refused:
+        m.labels("refused").inc()
+        raise
+    m.labels("admitted").inc()
+    return hold.as_json()
+
+
+def _settle_now(rt, hold_id: str, event: UsageEvent, source: str) -> dict:
+    hold = rt.reservations.holds.get(hold_id)
+    report = rt.ingest_now([event], source)  # record the spend first ...
+    rt.reservations.release(hold_id)  # ... then drop the hold: no instant undercounts
+    return {"id": hold_id, "hold": "released" if hold else "expired_or_unknown",
+            "accepted": report.accepted, "duplicates": report.duplicates,
+            "cost_usd": str(from_micros(report.cost_micros)),
+            "estimate_usd": str(from_micros(hold.micros)) if hold else None}
+
+
+@router.post("/reservations/{hold_id}/settle", tags=["reservations"],
+             summary="record the call's actual usage and drop the hold",
+             openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": _EVENT}}}})
+async def settle(hold_id: str, request: Request, who: Principal = Depends(need("usage:write")),
+                 rt=Depends(runtime)):
+    body = await read_body(request, rt.pipeline.settings.limits.max_payload_bytes)
+    parsed = parse_body(body, request.headers.get("content-type"), rt.pipeline.settings.limits.limits(), 1)
+    item = parsed.items[0]
+    if item.event is None:
+        raise InvalidEventError(item.reason, item.detail)
+    return await rt.thread.run(lambda: _settle_now(rt, hold_id, item.event, f"api:{who.name}"))
+
+
+@router.post("/reservations/{hold_id}/release", tags=["reservations"],
+             summary="drop a hold without usage (the call failed or was not made)")
+async def release(hold_id: str, _: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
+    hold = await rt.thread.run(lambda: rt.reservations.release(hold_id))
+    if hold is None:
+        raise HTTPException(404, f"no open reservation {hold_id!r} (settled, released or expired)")
+    return {"id": hold_id, "hold": "released"}
+
+
+@router.get("/reservations", tags=["reservations"], summary="open holds")
+async def holds(_: Principal = Depends(need("status:read")), rt=Depends(runtime)):
+    def now():
+        rt.reservations.expire()
+        return [h.as_json() for h in rt.reservations.holds.values()]
+    return {"holds": await rt.thread.run(now)}
+
+
+def event_schema_components() -> dict[str, Any]:
+    """UsageEvent and its parts as OpenAPI components (the bodies above refer to them)."""
+    s = UsageEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = s.pop("$defs", {})
+    return {"UsageEvent": s, **defs}

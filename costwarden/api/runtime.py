@@ -1,0 +1,136 @@
+"""The embedded runtime behind the API: one pipeline thread owns the EmbeddedPipeline.
+
+chDB and the processing state are not made for concurrent use, so every call that touches the
+pipeline or the store (ingest, budget status, reservations, control changes, audit reads) is a job
+on one queue, run in order by one thread. HTTP handlers await the job's future; decisions are
+answered from the DecisionCache without touching the queue.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+from costwarden.api.decisions import DecisionCache, EmbeddedControlFeed
+from costwarden.api.reservations import ReservationBook
+from costwarden.budgets.controls import ControlChange
+from costwarden.embedded import BatchReport, EmbeddedPipeline
+
+log = logging.getLogger("costwarden.api")
+T = TypeVar("T")
+_STOP = object()
+
+
+class PipelineThread:
+    def __init__(self, name: str = "costwarden-pipeline") -> None:
+        self._q: queue.Queue = queue.Queue()
+        self._t = threading.Thread(target=self._run, name=name, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is _STOP:
+                return
+            fn, fut = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # handed to the caller
+                fut.set_exception(e)
+
+    def submit(self, fn: Callable[[], T]) -> "Future[T]":
+        fut: Future = Future()
+        self._q.put((fn, fut))
+        return fut
+
+    def call(self, fn: Callable[[], T], timeout: float | None = 60) -> T:
+        return self.submit(fn).result(timeout)
+
+    async def run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.wrap_future(self.submit(fn))
+
+    @property
+    def backlog(self) -> int:
+        return self._q.qsize()
+
+    def stop(self) -> None:
+        self._q.put(_STOP)
+        self._t.join(timeout=30)
+
+
+class EmbeddedRuntime:
+    """Pipeline + decision cache + reservations, for `costwarden serve` and the tests."""
+
+    mode = "embedded"
+
+    def __init__(self, pipeline: EmbeddedPipeline, reservation_ttl_s: float | None = None) -> None:
+        self.pipeline = pipeline
+        self.thread = PipelineThread()
+        self.cache = DecisionCache()
+        self.feed = EmbeddedControlFeed(pipeline.controls)
+        self.feed.start(self.cache.apply)
+        ttl = reservation_ttl_s or pipeline.settings.api.reservation_ttl_s
+        self.reservations = ReservationBook(pipeline, ttl)
+        self.started_at = datetime.now(timezone.utc)
+        self.ready = True
+
+    @classmethod
+    def open(cls, settings, **kw) -> "EmbeddedRuntime":
+        return cls(EmbeddedPipeline(settings, **kw))
+
+    @property
+    def store(self):
+        return self.pipeline.store
+
+    # --- jobs on the pipeline thread ---------------------------------------------------------
+    def ingest_now(self, items: list[Any], source: str) -> BatchReport:
+        """Runs ON the pipeline thread: process and flush one batch, then publish its controls."""
+        report = self.pipeline.process_batch(items, source)
+        self._publish(report.changes)
+        return report
+
+    def ingest_items(self, parsed, source: str) -> dict:
+        """Runs ON the pipeline thread: the per-event answer to POST /v1/events, after the flush."""
+        proc = self.pipeline.processor
+        events = parsed.events
+        self.pipeline._mark_late(events)
+        dd, seen, dup = proc.dedupe, set(), set()
+        for e in events:
+            if e.event_id in dd or e.event_id in dd._late or e.event_id in seen:
+                dup.add(id(e))
+            seen.add(e.event_id)
+        report = self.ingest_now(events, source) if events else BatchReport()
+        dead = [proc.dead_letter(i.raw, source, i.reason, i.detail).row() for i in parsed.items if i.event is None]
+        if dead:
+            self.store.insert("dead_letters", dead)
+        results = []
+        for i in parsed.items:
+            if i.event is None:
+                results.append({"index": i.index, "status": "rejected", "reason": i.reason, "detail": i.detail})
+            else:
+                results.append({"index": i.index, "event_id": i.event.event_id,
+                                "status": "duplicate" if id(i.event) in dup else "accepted"})
+        return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": len(dead),
+                "cost_micros": report.cost_micros,
+                "control_changes": [{"workflow": c.after.workflow, "state": c.after.state.value}
+                                    for c in report.changes], "results": results}
+
+    def change_now(self, change: ControlChange) -> None:
+        self.pipeline.apply_change(change)
+        self._publish([change])
+
+    def _publish(self, changes: list[ControlChange]) -> None:
+        if changes:
+            self.feed.push(c.after for c in changes)
+
+    def close(self) -> None:
+        self.ready = False
+        self.thread.stop()
+        self.feed.stop()
+        self.pipeline.close()
