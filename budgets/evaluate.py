@@ -33,6 +33,21 @@ class Seed:
     contributors: dict[str, Counter] = field(default_factory=dict)
 
 
+def seed_from_rows(budget: Budget, rows: Iterable[Mapping]) -> Seed:
+    """Running total and contributors of `budget` from stored spend rows (team, workflow, ..., key,
+    cost_micros), matched with the budget's own scope. Both runners seed through this."""
+    seed = Seed(0, {"workflow": Counter(), "model": Counter(), "key": Counter()})
+    for r in rows:
+        if budget.scope.matches(r):
+            c = r["cost_micros"]
+            seed.spend_micros += c
+            seed.contributors["workflow"][r["workflow"]] += c
+            seed.contributors["model"][r["model"]] += c
+            if r["key"]:
+                seed.contributors["key"][r["key"]] += c
+    return seed
+
+
 @dataclass
 class PeriodTotals:
     budget_id: str

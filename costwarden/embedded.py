@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from costwarden.alerts.outbox import DeliveryWorker, Outbox
 from costwarden.budgets.controls import ControlBook, Decision
-from costwarden.budgets.evaluate import BudgetLedger, Seed
+from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
 from costwarden.budgets.model import BudgetFile
 from costwarden.config import Settings
 from costwarden.events import UsageEvent
@@ -89,16 +89,7 @@ class EmbeddedPipeline:
 
     # --- state seeding (one store query per (budget, period) first touched) -------------------
     def _seed(self, budget, start: datetime, end: datetime) -> Seed:
-        seed = Seed(0, {"workflow": Counter(), "model": Counter(), "key": Counter()})
-        for r in self.store.query(SpendSeedQuery(start, end).to_sql()):
-            if budget.scope.matches(r):
-                c = r["cost_micros"]
-                seed.spend_micros += c
-                seed.contributors["workflow"][r["workflow"]] += c
-                seed.contributors["model"][r["model"]] += c
-                if r["key"]:
-                    seed.contributors["key"][r["key"]] += c
-        return seed
+        return seed_from_rows(budget, self.store.query(SpendSeedQuery(start, end).to_sql()))
 
     def _seed_minutes(self, budget, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
         per_minute: dict[datetime, int] = {}
