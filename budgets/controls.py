@@ -142,6 +142,11 @@ class ControlBook:
         new = Control(workflow, state, rate_per_min, reason, "", None, at, until, by, True)
         return self._set(new, self._by_wf.get(workflow), by, "person", reason, at)
 
+    def adopt(self, control: Control) -> None:
+        """Take a control decided elsewhere (a person's release/extend made through another
+        process, read from the store or the controls topic) as this workflow's current one."""
+        self._by_wf[control.workflow] = control
+
     def _set(self, new: Control, cur: Control | None, actor: str, kind: str, reason: str,
              at: datetime) -> ControlChange:
         self._by_wf[new.workflow] = new

@@ -66,7 +66,7 @@ def _error(status: int, reason: str, detail: str, headers: dict | None = None) -
 
 
 def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
-    from costwarden.api import routes_decisions, routes_events, routes_status
+    from costwarden.api import routes_decisions, routes_events, routes_reports, routes_sources, routes_status
 
     app = FastAPI(title=title, version="1", description="costwarden gateway and status API. Every endpoint "
                   "needs `Authorization: Bearer <token>`; roles: gateway, viewer, finance, admin.")
@@ -84,7 +84,8 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, e: StarletteHTTPException):
-        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
+                  501: "not_implemented"}.get(e.status_code, "http_error")
         return _error(e.status_code, reason, str(e.detail), getattr(e, "headers", None))
 
     @app.exception_handler(InvalidEventError)
@@ -123,7 +124,7 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (viewer, finance or admin token)",
              response_class=PlainTextResponse)
     async def prometheus(_: Principal = Depends(need("status:read"))):
-        metrics.holds.set(len(runtime.reservations.holds))
+        metrics.holds.set(len(runtime.reservations.holds) if runtime.reservations is not None else 0)
         metrics.backlog.set(runtime.thread.backlog)
         metrics.controls_version.set(runtime.cache.version)
         return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -131,6 +132,8 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     app.include_router(routes_events.router)
     app.include_router(routes_decisions.router)
     app.include_router(routes_status.router)
+    app.include_router(routes_sources.router)
+    app.include_router(routes_reports.router)
 
     def openapi():
         if app.openapi_schema is None:

@@ -2,7 +2,7 @@
 
     gateway   report usage, read decisions, reserve/settle
     viewer    read budget status, controls, audit
-    finance   read everything, manage budgets
+    finance   read everything (FOCUS export, reconciliation), manage budgets
     admin     everything, including release/extend of controls and tokens
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "decisions:read": frozenset({"gateway", "finance", "admin"}),
     "status:read": frozenset({"viewer", "finance", "admin"}),
     "budgets:manage": frozenset({"finance", "admin"}),
+    "finance:read": frozenset({"finance", "admin"}),
     "controls:manage": frozenset({"admin"}),
     "tokens:manage": frozenset({"admin"}),
 }

@@ -67,7 +67,7 @@ async def stream(request: Request, since: int | None = Query(None, ge=0, descrip
                  last_event_id: str | None = Header(None, max_length=32),
                  _: Principal = Depends(need("decisions:read")), rt=Depends(runtime)):
     cache = rt.cache
-    heartbeat = rt.pipeline.settings.api.stream_heartbeat_s
+    heartbeat = rt.settings.api.stream_heartbeat_s
     if since is None and last_event_id and last_event_id.strip().isdigit():
         since = int(last_event_id.strip())
     q = cache.subscribe()

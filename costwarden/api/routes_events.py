@@ -46,15 +46,16 @@ async def read_body(request: Request, limit: int) -> bytes:
                         413: {"description": "too large"}, 415: {"description": "unsupported media type"},
                         422: {"description": "every event was rejected"}})
 async def post_events(request: Request, who: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
-    settings = rt.pipeline.settings
+    settings = rt.settings
     body = await read_body(request, settings.api.max_body_bytes)
     parsed = parse_body(body, request.headers.get("content-type"), settings.limits.limits(),
                         settings.api.max_events_per_request)
-    result = await rt.thread.run(lambda: rt.ingest_items(parsed, f"api:{who.name}"))
+    result = await rt.ingest(parsed, f"api:{who.name}")
     m = request.app.state.metrics.events
     for k in ("accepted", "duplicates", "rejected"):
         m.labels(k).inc(result[k])
-    result["cost_usd"] = str(from_micros(result.pop("cost_micros")))
+    cost = result.pop("cost_micros")  # None in distributed mode: the workers price the events
+    result["cost_usd"] = str(from_micros(cost)) if cost is not None else None
     status = 422 if result["rejected"] == len(parsed.items) else 200
     return JSONResponse(result, status_code=status)
 
@@ -74,12 +75,14 @@ class ReserveIn(BaseModel):
 @router.post("/reservations", tags=["reservations"], status_code=201,
              summary="reserve the most a call can cost against the workflow's hard budgets",
              responses={409: {"description": "refused: a hard budget would be passed, or the workflow is blocked"},
-                        422: {"description": "model not in the price catalogue"}})
+                        422: {"description": "model not in the price catalogue"},
+                        501: {"description": "distributed mode: reservations are not offered (yet)"}})
 async def reserve(body: ReserveIn, request: Request, _: Principal = Depends(need("usage:write")),
                   rt=Depends(runtime)):
     m = request.app.state.metrics.reservations
+    book = reservations_of(rt)
     try:
-        hold = await rt.thread.run(lambda: rt.reservations.reserve(
+        hold = await rt.thread.run(lambda: book.reserve(
             body.workflow, body.model, body.provider.strip().lower(), body.max_input_tokens,
             body.max_output_tokens, body.tags, body.ttl_s))
     except Refused:
@@ -87,6 +90,15 @@ async def reserve(body: ReserveIn, request: Request, _: Principal = Depends(need
         raise
     m.labels("admitted").inc()
     return hold.as_json()
+
+
+def reservations_of(rt):
+    """The runtime's ReservationBook; 501 where there is none (distributed mode, see README)."""
+    if rt.reservations is None:
+        raise HTTPException(501, "reservations are not offered in distributed mode yet: admission needs one "
+                                 "writer per hard budget (see costwarden/api/README.md, 'Reserve-then-settle'); "
+                                 "use GET /v1/decisions and report usage, or run `costwarden serve`")
+    return rt.reservations
 
 
 def _settle_now(rt, hold_id: str, event: UsageEvent, source: str) -> dict:
@@ -104,8 +116,9 @@ def _settle_now(rt, hold_id: str, event: UsageEvent, source: str) -> dict:
              openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": _EVENT}}}})
 async def settle(hold_id: str, request: Request, who: Principal = Depends(need("usage:write")),
                  rt=Depends(runtime)):
-    body = await read_body(request, rt.pipeline.settings.limits.max_payload_bytes)
-    parsed = parse_body(body, request.headers.get("content-type"), rt.pipeline.settings.limits.limits(), 1)
+    reservations_of(rt)
+    body = await read_body(request, rt.settings.limits.max_payload_bytes)
+    parsed = parse_body(body, request.headers.get("content-type"), rt.settings.limits.limits(), 1)
     item = parsed.items[0]
     if item.event is None:
         raise InvalidEventError(item.reason, item.detail)
@@ -115,7 +128,8 @@ async def settle(hold_id: str, request: Request, who: Principal = Depends(need("
 @router.post("/reservations/{hold_id}/release", tags=["reservations"],
              summary="drop a hold without usage (the call failed or was not made)")
 async def release(hold_id: str, _: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
-    hold = await rt.thread.run(lambda: rt.reservations.release(hold_id))
+    book = reservations_of(rt)
+    hold = await rt.thread.run(lambda: book.release(hold_id))
     if hold is None:
         raise HTTPException(404, f"no open reservation {hold_id!r} (settled, released or expired)")
     return {"id": hold_id, "hold": "released"}
@@ -123,9 +137,11 @@ async def release(hold_id: str, _: Principal = Depends(need("usage:write")), rt=
 
 @router.get("/reservations", tags=["reservations"], summary="open holds")
 async def holds(_: Principal = Depends(need("status:read")), rt=Depends(runtime)):
+    book = reservations_of(rt)
+
     def now():
-        rt.reservations.expire()
-        return [h.as_json() for h in rt.reservations.holds.values()]
+        book.expire()
+        return [h.as_json() for h in book.holds.values()]
     return {"holds": await rt.thread.run(now)}
 
 

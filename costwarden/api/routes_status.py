@@ -27,14 +27,14 @@ def _status_json(r: dict) -> dict:
 
 @router.get("/budgets", tags=["budgets"], summary="every budget: spend, % used, forecast, state")
 async def budgets(_: Principal = Depends(need("status:read")), rt=Depends(runtime)):
-    rows = await rt.thread.run(rt.pipeline.status)
+    rows = await rt.budget_status()
     return {"budgets": [_status_json(r) for r in rows]}
 
 
 @router.get("/budgets/{budget_id}", tags=["budgets"], summary="one budget's current period")
 async def budget(budget_id: str = Path(max_length=64), _: Principal = Depends(need("status:read")),
                  rt=Depends(runtime)):
-    rows = await rt.thread.run(rt.pipeline.status)
+    rows = await rt.budget_status()
     for r in rows:
         if r["budget"] == budget_id:
             return _status_json(r)
@@ -71,11 +71,7 @@ async def controls(include_inactive: bool = False, _: Principal = Depends(need("
              responses={409: {"description": "no active control to release"}})
 async def release(body: Why, workflow: str = Path(min_length=1, max_length=256),
                   who: Principal = Depends(need("controls:manage")), rt=Depends(runtime)):
-    def now():
-        change = rt.pipeline.controls.release(workflow, reason=body.reason, by=who.name)
-        rt.change_now(change)
-        return change
-    change = await rt.thread.run(now)
+    change = await rt.release(workflow, body.reason, who.name)
     return {"workflow": workflow, "from": change.before.state.value, "to": change.after.state.value,
             "by": who.name, "reason": body.reason, "at": change.at.isoformat()}
 
@@ -84,11 +80,7 @@ async def release(body: Why, workflow: str = Path(min_length=1, max_length=256),
              responses={409: {"description": "no active control to extend"}})
 async def extend(body: ExtendIn, workflow: str = Path(min_length=1, max_length=256),
                  who: Principal = Depends(need("controls:manage")), rt=Depends(runtime)):
-    def now():
-        change = rt.pipeline.controls.extend(workflow, until=body.until, reason=body.reason, by=who.name)
-        rt.change_now(change)
-        return change
-    change = await rt.thread.run(now)
+    change = await rt.extend(workflow, body.until, body.reason, who.name)
     a = change.after
     return {"workflow": workflow, "state": a.state.value, "by": who.name, "reason": body.reason,
             "expires_at": a.expires_at.isoformat() if a.expires_at else None, "at": change.at.isoformat()}
@@ -97,6 +89,10 @@ async def extend(body: ExtendIn, workflow: str = Path(min_length=1, max_length=2
 @router.post("/budgets/reload", tags=["budgets"], summary="re-read the budgets file (audited)")
 async def reload_budgets(body: Why, who: Principal = Depends(need("budgets:manage")), rt=Depends(runtime)):
     from costwarden.embedded import load_budget_file
+
+    if rt.mode != "embedded":
+        raise HTTPException(501, "in distributed mode the workers own the budgets file: change it where "
+                                 "they read it and restart them (a rolling restart keeps ingesting)")
 
     def now():
         p = rt.pipeline

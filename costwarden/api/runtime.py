@@ -88,6 +88,31 @@ class EmbeddedRuntime:
     def store(self):
         return self.pipeline.store
 
+    @property
+    def settings(self):
+        return self.pipeline.settings
+
+    # --- the runtime interface the routes call (DistributedRuntime has the same) --------------
+    async def ingest(self, parsed, source: str) -> dict:
+        return await self.thread.run(lambda: self.ingest_items(parsed, source))
+
+    async def budget_status(self) -> list[dict]:
+        return await self.thread.run(self.pipeline.status)
+
+    async def release(self, workflow: str, reason: str, by: str) -> ControlChange:
+        def now():
+            change = self.pipeline.controls.release(workflow, reason=reason, by=by)
+            self.change_now(change)
+            return change
+        return await self.thread.run(now)
+
+    async def extend(self, workflow: str, until, reason: str, by: str) -> ControlChange:
+        def now():
+            change = self.pipeline.controls.extend(workflow, until=until, reason=reason, by=by)
+            self.change_now(change)
+            return change
+        return await self.thread.run(now)
+
     # --- jobs on the pipeline thread ---------------------------------------------------------
     def ingest_now(self, items: list[Any], source: str) -> BatchReport:
         """Runs ON the pipeline thread: process and flush one batch, then publish its controls."""

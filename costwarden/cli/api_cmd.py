@@ -45,10 +45,40 @@ def serve(ctx, host, port, no_alerts):
 @click.pass_context
 @handle_errors
 def api(ctx, host, port, mode):
-    """Run the HTTP API service."""
+    """Run the HTTP API service.
+
+    \b
+    embedded:    this process runs the pipeline on its own store (as `costwarden serve`).
+    distributed: no pipeline; events go to Kafka (kafka.topic_raw), decisions follow the compacted
+                 controls topic, status/audit read the ClickHouse store (store.url). Run as many
+                 replicas as you like next to `costwarden worker`.
+    """
     if mode == "distributed":
-        raise ConfigError("distributed API mode needs the Kafka controls feed (part 2); use `costwarden serve`")
+        _serve_distributed(ctx, host, port)
+        return
     _serve(ctx, host, port, deliver=False)
+
+
+def _serve_distributed(ctx, host, port) -> None:
+    from costwarden.api import ApiServer, create_app
+    from costwarden.api.distributed import DistributedRuntime
+    from costwarden.cli import settings_from
+
+    s = settings_from(ctx.find_root())
+    url = s.store.url.get_secret_value() if s.store.url else ""
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError("distributed API mode needs a ClickHouse server: set store.url "
+                          "(COSTWARDEN_STORE__URL=http://host:8123), the one the workers use")
+    rt = DistributedRuntime.open(s)
+    app = create_app(rt)
+    srv = ApiServer(app, host=host or s.api.host, port=port if port is not None else s.api.port,
+                    log_level="info")
+    click.echo(f"costwarden API on {srv.url} (distributed: Kafka {s.kafka.bootstrap_servers}, controls "
+               f"topic {s.kafka.topic_controls}); OpenAPI at {srv.url}/openapi.json", err=True)
+    try:
+        srv.serve_forever()
+    finally:
+        rt.close()
 
 
 @click.group()

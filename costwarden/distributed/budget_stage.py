@@ -17,16 +17,15 @@ control changes to the store; the agent then sends them to `budget.events` and `
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
 
 from costwarden.alerts.outbox import Outbox
 from costwarden.budgets.controls import ControlBook
-from costwarden.budgets.evaluate import BudgetLedger, Seed
+from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
 from costwarden.distributed.state import Core, controls_and_fired, to_json
-from costwarden.persist import alert_for, budget_event_row, change_rows
+from costwarden.persist import alert_for, budget_event_row, change_rows, control_from_row
 from costwarden.store import Store
 from costwarden.store.queries import SpendSeedQuery
 from costwarden.streams.dedupe import DedupeWindow
@@ -40,6 +39,10 @@ class BudgetResult:
     signals: list = field(default_factory=list)
     alerts_enqueued: int = 0
 
+# people's control changes newer than the last one taken (`{v}`: a version, time_ns)
+PERSON_CONTROLS_SQL = ("SELECT * FROM {{db}}.controls FINAL WHERE set_by != 'rule' AND version > {v} "
+                       "ORDER BY version")
+
 
 class BudgetStage:
     def __init__(self, core: Core, store: Store, outbox: Outbox | None = None,
@@ -50,6 +53,8 @@ class BudgetStage:
         self.outbox = outbox or Outbox(store, max_attempts=core.settings.alerts.max_attempts)
         controls, self.fired = controls_and_fired(store)
         self.controls = ControlBook(controls)
+        self._person_version = max((r["version"] for r in store.query(PERSON_CONTROLS_SQL.format(v=0))),
+                                   default=0)
         self.by_id = {b.id: b for b in core.budgets.budgets}
         self._own: dict[str, Processor] = {}
         self._spend: dict[tuple[datetime, datetime], list[dict]] = {}
@@ -71,20 +76,22 @@ class BudgetStage:
         rows = self._spend.get((start, end))
         if rows is None:
             rows = self._spend[(start, end)] = self.store.query(SpendSeedQuery(start, end).to_sql())
-        seed = Seed(0, {"workflow": Counter(), "model": Counter(), "key": Counter()})
+        return seed_from_rows(budget, rows)
+
+    def adopt_person_controls(self) -> int:
+        """A person's release or extend made through the API (any replica) is written to the
+        store's `controls` table before it goes on the controls topic: take the ones not seen yet,
+        so a release holds here for the rest of the budget period (ControlBook.apply_rule)."""
+        rows = self.store.query(PERSON_CONTROLS_SQL.format(v=self._person_version))
         for r in rows:
-            if budget.scope.matches(r):
-                c = r["cost_micros"]
-                seed.spend_micros += c
-                seed.contributors["workflow"][r["workflow"]] += c
-                seed.contributors["model"][r["model"]] += c
-                if r["key"]:
-                    seed.contributors["key"][r["key"]] += c
-        return seed
+            self.controls.adopt(control_from_row(r))
+            self._person_version = max(self._person_version, r["version"])
+        return len(rows)
 
     def handle(self, records: list[dict]) -> BudgetResult:
         """Evaluate the budgets the records touch and store the outcome (the commit point)."""
         self._spend = {}
+        self.adopt_person_controls()
         touched: dict[tuple, dict] = {}
         for r in records:
             b = self.by_id.get(r["budget_id"])

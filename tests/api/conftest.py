@@ -25,3 +25,32 @@ def api(settings, tmp_path):
     finally:
         srv.stop()
         rt.close()
+
+
+# --- distributed mode (test_api_distributed.py): a real broker and the ClickHouse HTTP test adapter
+@pytest.fixture(scope="session")
+def kafka_broker():
+    import os
+
+    from costwarden.testing.kafka_broker import BrokerUnavailable, kafka_broker_session
+
+    try:
+        cm = kafka_broker_session()
+        broker = cm.__enter__()
+    except BrokerUnavailable as e:
+        msg = f"no Kafka broker for the kafka tests: {e}"
+        if os.environ.get("CI"):
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    try:
+        yield broker
+    finally:
+        cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(tmp_path_factory):
+    from costwarden.testing.clickhouse_http import serve_clickhouse_http
+
+    with serve_clickhouse_http(tmp_path_factory.mktemp("ch-http-api")) as url:
+        yield url

@@ -1,0 +1,160 @@
+"""The API's distributed runtime (`costwarden api --mode distributed`): no embedded pipeline.
+
+    POST /v1/events       validate (parse_event), then produce accepted events to the raw usage
+                          topic keyed by event_id and invalid ones to the dead-letter topic (with
+                          the reason); the answer comes after the broker acknowledged (acks=all).
+                          Pricing, dedupe and budgets happen in the workers; an event sent twice
+                          is `accepted` twice here and counted once there.
+    decisions, SSE        the DecisionCache, fed by a KafkaControlFeed over the compacted
+                          controls topic: every replica converges on the same controls.
+    budgets, controls     budget status is computed from the ClickHouse store's sums (exact,
+                          whichever worker stored the events); audit and tokens read the store.
+    release / extend      by a person: the Control row and its audit row go to the store, then
+                          the Control goes on the controls topic (keyed by workflow, after the
+                          worker's block on the same partition), so every replica sees it, and
+                          the workers take it from the store before their next budget batch
+                          (a release then holds for the rest of the budget period).
+    reservations          not offered here (HTTP 501); see README "Reserve-then-settle".
+
+Store I/O runs on one PipelineThread (as in embedded mode); Kafka clients on one LoopThread.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timezone
+
+from costwarden.api.decisions import DecisionCache
+from costwarden.api.kafka_feed import KafkaControlFeed, LoopThread, Producer
+from costwarden.api.runtime import PipelineThread
+from costwarden.budgets.controls import ControlBook, ControlChange
+from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
+from costwarden.config import Settings
+from costwarden.persist import change_rows
+from costwarden.store.queries import SpendSeedQuery
+from costwarden.streams.process import DeadLetter
+
+log = logging.getLogger("costwarden.api")
+
+
+def _payload_bytes(raw) -> bytes:
+    from costwarden.distributed.state import to_json
+
+    return to_json(raw)
+
+
+class DistributedRuntime:
+    mode = "distributed"
+    reservations = None  # reserve-then-settle is embedded-only for now (the routes answer 501)
+
+    def __init__(self, settings: Settings) -> None:
+        from costwarden.distributed.state import Core
+        from costwarden.distributed.topics import create_topics_async, topic_specs
+
+        self.settings = settings
+        self.core = Core.load(settings)
+        k = settings.kafka
+        self.thread = PipelineThread("costwarden-store")
+        self.loop = LoopThread()
+        self._closers = [self.thread.stop, self.loop.stop]
+        try:
+            self.store = self.thread.call(lambda: self.core.open_store(migrate_schema=True))
+            self._closers.insert(0, self.store.close)
+            self.loop.call(create_topics_async(k.bootstrap_servers, topic_specs(k)))
+            self.producer = Producer(self.loop, k.bootstrap_servers)
+            self._closers.insert(0, self.producer.close)
+            self.cache = DecisionCache()
+            self.feed = KafkaControlFeed(self.loop, k.bootstrap_servers, k.topic_controls)
+            self.feed.start(self.cache.apply)
+            self._closers.insert(0, self.feed.stop)
+        except BaseException:
+            self.close()
+            raise
+        self.started_at = datetime.now(timezone.utc)
+        self._ready = True
+
+    @property
+    def ready(self) -> bool:
+        """False once closing, or when the controls feed stopped (decisions would go stale)."""
+        return self._ready and self.feed.failed is None
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+
+    @classmethod
+    def open(cls, settings: Settings) -> "DistributedRuntime":
+        return cls(settings)
+
+    # --- usage in ------------------------------------------------------------------------------
+    async def ingest(self, parsed, source: str) -> dict:
+        k = self.settings.kafka
+        records, dead, results = [], [], []
+        now = datetime.now(timezone.utc)
+        for i in parsed.items:
+            if i.event is None:
+                payload = i.raw if isinstance(i.raw, str) else json.dumps(i.raw, default=str)
+                d = DeadLetter(now, source, i.reason, i.detail[:2000], payload).row()
+                dead.append(d)
+                records.append((k.topic_dead_letter, source.encode(), _payload_bytes(d)))
+                results.append({"index": i.index, "status": "rejected", "reason": i.reason, "detail": i.detail})
+            else:
+                records.append((k.topic_raw, i.event.event_id.encode(), _payload_bytes(i.raw)))
+                results.append({"index": i.index, "event_id": i.event.event_id, "status": "accepted"})
+        await self.producer.send_all(records)  # acks=all: durable in Kafka before we answer
+        if dead:  # also where `costwarden` reads dead letters from, as the workers do
+            await self.thread.run(lambda: self.store.insert("dead_letters", dead))
+        accepted = len(results) - len(dead)
+        return {"accepted": accepted, "duplicates": 0, "rejected": len(dead), "cost_micros": None,
+                "control_changes": [], "results": results}
+
+    # --- budgets ------------------------------------------------------------------------------
+    def _seeder(self):
+        cache: dict = {}
+
+        def seed(budget, start: datetime, end: datetime) -> Seed:
+            rows = cache.get((start, end))
+            if rows is None:
+                rows = cache[(start, end)] = self.store.query(SpendSeedQuery(start, end).to_sql())
+            return seed_from_rows(budget, rows)
+        return seed
+
+    async def budget_status(self) -> list[dict]:
+        """Every budget's current period from the store's sums (a fresh ledger per call)."""
+        def now():
+            return BudgetLedger(self.core.budgets, seeder=self._seeder()).status(datetime.now(timezone.utc))
+        return await self.thread.run(now)
+
+    # --- a person's control changes -----------------------------------------------------------
+    def _book(self, workflow: str) -> ControlBook:
+        cur = {c.workflow: c for c in self.cache.controls()}.get(workflow)
+        return ControlBook([cur] if cur is not None else [])
+
+    async def _commit(self, change: ControlChange) -> ControlChange:
+        from costwarden.distributed.state import to_json
+
+        current, audit = change_rows([change])
+
+        def store():
+            self.store.insert("controls", current)  # the workers take it from here
+            self.store.insert("control_audit", audit)
+        await self.thread.run(store)
+        k = self.settings.kafka
+        await self.producer.send_all([(k.topic_controls, r["workflow"].encode(), to_json(r)) for r in current])
+        self.cache.apply(change.after)  # read-your-writes here; the topic brings it to every replica
+        return change
+
+    async def release(self, workflow: str, reason: str, by: str) -> ControlChange:
+        return await self._commit(self._book(workflow).release(workflow, reason=reason, by=by))
+
+    async def extend(self, workflow: str, until, reason: str, by: str) -> ControlChange:
+        return await self._commit(self._book(workflow).extend(workflow, until=until, reason=reason, by=by))
+
+    def close(self) -> None:
+        self._ready = False
+        for close in list(self._closers):
+            try:
+                close()
+            except Exception as e:
+                log.warning("closing the distributed runtime: %s", type(e).__name__)
+        self._closers = []
