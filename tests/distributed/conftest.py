@@ -3,7 +3,6 @@ tests/testing/conftest.py: env, testcontainers, Kafka's jars) and the ClickHouse
 ADAPTER (chDB behind ClickHouse's HTTP interface, in its own process)."""
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -11,23 +10,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # dist_harness
 
-from costwarden.testing.kafka_broker import BrokerUnavailable, kafka_broker_session  # noqa: E402
+from costwarden.testing.fixtures import kafka_broker_fixture  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def kafka_broker():
-    try:
-        cm = kafka_broker_session()
-        broker = cm.__enter__()
-    except BrokerUnavailable as e:
-        msg = f"no Kafka broker for the kafka tests: {e}"
-        if os.environ.get("CI"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    try:
-        yield broker
-    finally:
-        cm.__exit__(None, None, None)
+    yield from kafka_broker_fixture()
 
 
 @pytest.fixture(scope="session")
