@@ -12,7 +12,6 @@ Events carry counts and identifiers, never prompt or response content.
 """
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
