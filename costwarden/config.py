@@ -105,6 +105,11 @@ class ApiSettings(BaseModel):
     max_events_per_request: int = Field(10_000, ge=1)
     reservation_ttl_s: float = Field(300.0, gt=0)
     stream_heartbeat_s: float = Field(15.0, gt=0)
+    # distributed mode: reservations are owned per workflow by one of these replicas (api/README.md)
+    replicas: list[str] = Field(default_factory=list, description="every API replica's base URL")
+    self_url: str | None = Field(None, description="this replica's URL, as written in `replicas`")
+    owner_timeout_s: float = Field(5.0, gt=0)       # a forwarded reservation call; then 503
+    settled_max_s: float = Field(3600.0, gt=0)      # settled spend counted until stored, at most this long
 
 
 def _config_file() -> Path | None:

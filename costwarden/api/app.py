@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from costwarden.api.auth import TOKENS_SQL, Principal, TokenBook
 from costwarden.api.deps import need
 from costwarden.api.ingest import BodyError
+from costwarden.api.owner import OWNER_HEADER
 from costwarden.errors import CostwardenError, InvalidEventError
 
 log = logging.getLogger("costwarden.api")
@@ -82,19 +83,24 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     async def _body(_: Request, e: BodyError):
         return _error(e.status, e.reason, e.detail)
 
+    def owner(request: Request, headers: dict | None = None) -> dict | None:
+        """Distributed reservations: the replica that answered (set by api/owner.py), on errors too."""
+        o = getattr(request.state, "owner", None)
+        return {**(headers or {}), OWNER_HEADER: o} if o else headers
+
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException):
+    async def _http(request: Request, e: StarletteHTTPException):
         reason = {401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                   501: "not_implemented"}.get(e.status_code, "http_error")
-        return _error(e.status_code, reason, str(e.detail), getattr(e, "headers", None))
+        return _error(e.status_code, reason, str(e.detail), owner(request, getattr(e, "headers", None)))
 
     @app.exception_handler(InvalidEventError)
-    async def _invalid(_: Request, e: InvalidEventError):
-        return _error(422, e.reason, e.detail)
+    async def _invalid(request: Request, e: InvalidEventError):
+        return _error(422, e.reason, e.detail, owner(request))
 
     @app.exception_handler(CostwardenError)
-    async def _domain(_: Request, e: CostwardenError):
-        return _error(e.http_status, type(e).__name__, str(e))
+    async def _domain(request: Request, e: CostwardenError):
+        return _error(e.http_status, type(e).__name__, str(e), owner(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError):

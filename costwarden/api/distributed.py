@@ -14,7 +14,9 @@
                           worker's block on the same partition), so every replica sees it, and
                           the workers take it from the store before their next budget batch
                           (a release then holds for the rest of the budget period).
-    reservations          not offered here (HTTP 501); see README "Reserve-then-settle".
+    reservations          with `api.replicas` set: one owner replica per workflow (owner.py)
+                          runs an OwnerBook (owner_book.py) on the store thread; the others
+                          forward to it. Without `api.replicas`: HTTP 501.
 
 Store I/O runs on one PipelineThread (as in embedded mode); Kafka clients on one LoopThread.
 """
@@ -26,10 +28,13 @@ from datetime import datetime, timezone
 
 from costwarden.api.decisions import DecisionCache
 from costwarden.api.kafka_feed import KafkaControlFeed, LoopThread, Producer
+from costwarden.api.owner import ReplicaRouter
+from costwarden.api.owner_book import OwnerBook
 from costwarden.api.runtime import PipelineThread
 from costwarden.budgets.controls import ControlBook, ControlChange
 from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
 from costwarden.config import Settings
+from costwarden.money import from_micros
 from costwarden.persist import change_rows
 from costwarden.store.queries import SpendSeedQuery
 from costwarden.streams.process import DeadLetter
@@ -45,7 +50,8 @@ def _payload_bytes(raw) -> bytes:
 
 class DistributedRuntime:
     mode = "distributed"
-    reservations = None  # reserve-then-settle is embedded-only for now (the routes answer 501)
+    reservations = None  # an OwnerBook when api.replicas is set; else the routes answer 501
+    router = None
 
     def __init__(self, settings: Settings) -> None:
         from costwarden.distributed.state import Core
@@ -53,6 +59,7 @@ class DistributedRuntime:
 
         self.settings = settings
         self.core = Core.load(settings)
+        self.router = ReplicaRouter.from_settings(settings.api)
         k = settings.kafka
         self.thread = PipelineThread("costwarden-store")
         self.loop = LoopThread()
@@ -67,6 +74,10 @@ class DistributedRuntime:
             self.feed = KafkaControlFeed(self.loop, k.bootstrap_servers, k.topic_controls)
             self.feed.start(self.cache.apply)
             self._closers.insert(0, self.feed.stop)
+            if self.router is not None:
+                a = settings.api
+                self.reservations = OwnerBook(self.core, self.cache, self.store, a.reservation_ttl_s,
+                                              a.settled_max_s, self.router.id_prefix)
         except BaseException:
             self.close()
             raise
@@ -107,6 +118,16 @@ class DistributedRuntime:
         accepted = len(results) - len(dead)
         return {"accepted": accepted, "duplicates": 0, "rejected": len(dead), "cost_micros": None,
                 "control_changes": [], "results": results}
+
+    async def settle(self, hold_id: str, event, raw) -> dict:
+        """On the owner: the usage to the raw topic (acked) first, then the hold becomes a settled
+        entry, counted until a worker stored the event (owner_book.py)."""
+        k = self.settings.kafka
+        await self.producer.send_all([(k.topic_raw, event.event_id.encode(), _payload_bytes(raw))])
+        hold, cost = await self.thread.run(lambda: self.reservations.settle(hold_id, event))
+        return {"id": hold_id, "hold": "released" if hold else "expired_or_unknown", "accepted": 1,
+                "duplicates": 0, "cost_usd": str(from_micros(cost)) if cost is not None else None,
+                "estimate_usd": str(from_micros(hold.micros)) if hold else None}
 
     # --- budgets ------------------------------------------------------------------------------
     def _seeder(self):

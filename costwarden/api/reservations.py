@@ -9,9 +9,8 @@ Consistency: every method runs on the pipeline thread (the one writer of spend),
 `held` are read and changed without interleaving: in one process admission is linearizable.
 Settle records the usage first and drops the hold after, so no instant undercounts.
 Holds live in memory: a restart drops them (they would expire within one TTL anyway).
-Distributed seam: `ReservationBook` needs spend by budget (`BudgetLedger`) and one writer per
-workflow; with several API replicas, reservations go to the worker that owns the workflow's
-partition (keyed by workflow), which runs this same class against its ledger.
+Distributed mode: `OwnerBook` (owner_book.py) runs this class on the replica that owns the
+workflow, against the store's spend plus settled-but-not-yet-stored amounts.
 """
 from __future__ import annotations
 
@@ -65,6 +64,7 @@ class ReservationBook:
         self.holds: dict[str, Hold] = {}
         self.admitted = 0
         self.refused = 0
+        self.id_prefix = ""  # distributed mode: names the owner replica (api/owner.py)
 
     def _now(self) -> datetime:
         return datetime.now(timezone.utc)
@@ -118,7 +118,8 @@ class ReservationBook:
             keys.append((b.id, pt.start))
             limits[b.id] = limit
         ttl = timedelta(seconds=ttl_s) if ttl_s else self.ttl
-        hold = Hold(uuid.uuid4().hex, workflow, model, provider, micros, keys, now, now + ttl, limits)
+        hold = Hold(self.id_prefix + uuid.uuid4().hex, workflow, model, provider, micros, keys, now, now + ttl,
+                    limits)
         self.holds[hold.id] = hold
         self.admitted += 1
         return hold

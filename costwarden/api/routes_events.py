@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from costwarden.api.auth import Principal
 from costwarden.api.deps import need, runtime
 from costwarden.api.ingest import CE, CE_BATCH, JSON, BodyError, parse_body
+from costwarden.api.owner import route
 from costwarden.api.reservations import Refused
 from costwarden.errors import InvalidEventError
 from costwarden.events import UsageEvent
@@ -76,11 +77,16 @@ class ReserveIn(BaseModel):
              summary="reserve the most a call can cost against the workflow's hard budgets",
              responses={409: {"description": "refused: a hard budget would be passed, or the workflow is blocked"},
                         422: {"description": "model not in the price catalogue"},
-                        501: {"description": "distributed mode: reservations are not offered (yet)"}})
-async def reserve(body: ReserveIn, request: Request, _: Principal = Depends(need("usage:write")),
-                  rt=Depends(runtime)):
+                        501: {"description": "distributed mode without `api.replicas`"},
+                        503: {"description": "distributed mode: the workflow's owner replica did not answer"}})
+async def reserve(body: ReserveIn, request: Request, response: Response,
+                  _: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
     m = request.app.state.metrics.reservations
     book = reservations_of(rt)
+    owner = rt.router.owner(body.workflow) if rt.router is not None else None
+    forwarded = await route(request, response, rt, owner, body.model_dump_json().encode())
+    if forwarded is not None:
+        return forwarded
     try:
         hold = await rt.thread.run(lambda: book.reserve(
             body.workflow, body.model, body.provider.strip().lower(), body.max_input_tokens,
@@ -95,9 +101,9 @@ async def reserve(body: ReserveIn, request: Request, _: Principal = Depends(need
 def reservations_of(rt):
     """The runtime's ReservationBook; 501 where there is none (distributed mode, see README)."""
     if rt.reservations is None:
-        raise HTTPException(501, "reservations are not offered in distributed mode yet: admission needs one "
-                                 "writer per hard budget (see costwarden/api/README.md, 'Reserve-then-settle'); "
-                                 "use GET /v1/decisions and report usage, or run `costwarden serve`")
+        raise HTTPException(501, "reservations are not offered in distributed mode without api.replicas and "
+                                 "api.self_url (one owner replica per workflow; see costwarden/api/README.md, "
+                                 "'Reserve-then-settle'); use GET /v1/decisions and report usage")
     return rt.reservations
 
 
@@ -114,28 +120,39 @@ def _settle_now(rt, hold_id: str, event: UsageEvent, source: str) -> dict:
 @router.post("/reservations/{hold_id}/settle", tags=["reservations"],
              summary="record the call's actual usage and drop the hold",
              openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": _EVENT}}}})
-async def settle(hold_id: str, request: Request, who: Principal = Depends(need("usage:write")),
-                 rt=Depends(runtime)):
+async def settle(hold_id: str, request: Request, response: Response,
+                 who: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
     reservations_of(rt)
     body = await read_body(request, rt.settings.limits.max_payload_bytes)
+    owner = rt.router.owner_of_hold(hold_id) if rt.router is not None else None
+    forwarded = await route(request, response, rt, owner, body)
+    if forwarded is not None:
+        return forwarded
     parsed = parse_body(body, request.headers.get("content-type"), rt.settings.limits.limits(), 1)
     item = parsed.items[0]
     if item.event is None:
         raise InvalidEventError(item.reason, item.detail)
+    if rt.router is not None:  # distributed: to the raw topic, then a settled entry on this owner
+        return await rt.settle(hold_id, item.event, item.raw)
     return await rt.thread.run(lambda: _settle_now(rt, hold_id, item.event, f"api:{who.name}"))
 
 
 @router.post("/reservations/{hold_id}/release", tags=["reservations"],
              summary="drop a hold without usage (the call failed or was not made)")
-async def release(hold_id: str, _: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
+async def release(hold_id: str, request: Request, response: Response,
+                  _: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
     book = reservations_of(rt)
+    owner = rt.router.owner_of_hold(hold_id) if rt.router is not None else None
+    forwarded = await route(request, response, rt, owner, b"")
+    if forwarded is not None:
+        return forwarded
     hold = await rt.thread.run(lambda: book.release(hold_id))
     if hold is None:
         raise HTTPException(404, f"no open reservation {hold_id!r} (settled, released or expired)")
     return {"id": hold_id, "hold": "released"}
 
 
-@router.get("/reservations", tags=["reservations"], summary="open holds")
+@router.get("/reservations", tags=["reservations"], summary="open holds (distributed: those this replica owns)")
 async def holds(_: Principal = Depends(need("status:read")), rt=Depends(runtime)):
     book = reservations_of(rt)
 

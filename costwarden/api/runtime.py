@@ -68,6 +68,7 @@ class EmbeddedRuntime:
     """Pipeline + decision cache + reservations, for `costwarden serve` and the tests."""
 
     mode = "embedded"
+    router = None  # one process: no owner routing (api/owner.py is for distributed mode)
 
     def __init__(self, pipeline: EmbeddedPipeline, reservation_ttl_s: float | None = None) -> None:
         self.pipeline = pipeline
