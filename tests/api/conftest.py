@@ -30,22 +30,9 @@ def api(settings, tmp_path):
 # --- distributed mode (test_api_distributed.py): a real broker and the ClickHouse HTTP test adapter
 @pytest.fixture(scope="session")
 def kafka_broker():
-    import os
+    from costwarden.testing.fixtures import kafka_broker_fixture
 
-    from costwarden.testing.kafka_broker import BrokerUnavailable, kafka_broker_session
-
-    try:
-        cm = kafka_broker_session()
-        broker = cm.__enter__()
-    except BrokerUnavailable as e:
-        msg = f"no Kafka broker for the kafka tests: {e}"
-        if os.environ.get("CI"):
-            pytest.fail(msg, pytrace=False)
-        pytest.skip(msg)
-    try:
-        yield broker
-    finally:
-        cm.__exit__(None, None, None)
+    yield from kafka_broker_fixture()
 
 
 @pytest.fixture(scope="session")
