@@ -12,9 +12,9 @@ from decimal import Decimal
 
 from costwarden.alerts.message import BudgetAlert
 from costwarden.budgets.controls import Control, ControlChange, State
-from costwarden.budgets.evaluate import Signal
+from costwarden.budgets.evaluate import Seed, Seeder, Signal, seed_from_rows
 from costwarden.store import Store
-from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery
+from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery, SpendSeedQuery
 
 _SEQ = itertools.count()
 
@@ -103,3 +103,15 @@ def control_from_row(r: dict) -> Control:
     return Control(r["workflow"], State(r["state"]), Decimal(rate) if rate is not None else None, r["reason"],
                    r["budget_id"], r.get("period_start"), r.get("set_at"), r.get("expires_at"), r["set_by"],
                    bool(r.get("kept_by_person")))
+
+
+def store_seeder(store: Store) -> Seeder:
+    """A ledger seeder reading each period's spend from the store once (cached for this seeder's life)."""
+    cache: dict = {}
+
+    def seed(budget, start: datetime, end: datetime) -> Seed:
+        rows = cache.get((start, end))
+        if rows is None:
+            rows = cache[(start, end)] = store.query(SpendSeedQuery(start, end).to_sql())
+        return seed_from_rows(budget, rows)
+    return seed

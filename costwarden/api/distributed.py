@@ -32,11 +32,10 @@ from costwarden.api.owner import ReplicaRouter
 from costwarden.api.owner_book import OwnerBook
 from costwarden.api.runtime import PipelineThread
 from costwarden.budgets.controls import ControlBook, ControlChange
-from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
+from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.config import Settings
 from costwarden.money import from_micros
-from costwarden.persist import change_rows
-from costwarden.store.queries import SpendSeedQuery
+from costwarden.persist import change_rows, store_seeder
 from costwarden.streams.process import DeadLetter
 
 log = logging.getLogger("costwarden.api")
@@ -131,14 +130,7 @@ class DistributedRuntime:
 
     # --- budgets ------------------------------------------------------------------------------
     def _seeder(self):
-        cache: dict = {}
-
-        def seed(budget, start: datetime, end: datetime) -> Seed:
-            rows = cache.get((start, end))
-            if rows is None:
-                rows = cache[(start, end)] = self.store.query(SpendSeedQuery(start, end).to_sql())
-            return seed_from_rows(budget, rows)
-        return seed
+        return store_seeder(self.store)
 
     async def budget_status(self) -> list[dict]:
         """Every budget's current period from the store's sums (a fresh ledger per call)."""

@@ -20,9 +20,10 @@ from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 from costwarden.api.reservations import Hold, ReservationBook, _hard_limit
-from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
+from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.events import UsageEvent
-from costwarden.store.queries import SpendSeedQuery, known_ids_queries
+from costwarden.persist import store_seeder
+from costwarden.store.queries import known_ids_queries
 from costwarden.streams.attribution import as_dims
 
 
@@ -58,14 +59,7 @@ class OwnerBook(ReservationBook):
 
     # --- spend: the store's, fresh for every admission -------------------------------------------
     def _seeder(self):
-        cache: dict = {}
-
-        def seed(budget, start: datetime, end: datetime) -> Seed:
-            rows = cache.get((start, end))
-            if rows is None:
-                rows = cache[(start, end)] = self.store.query(SpendSeedQuery(start, end).to_sql())
-            return seed_from_rows(budget, rows)
-        return seed
+        return store_seeder(self.store)
 
     def refresh(self, now: datetime) -> None:
         """Drop settled entries the store shows (or too old), then a ledger seeded from the store."""
