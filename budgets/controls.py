@@ -6,6 +6,8 @@ Rules:
 - A control set by a budget expires at that budget's period end, unless a person keeps it
   (`extend`), and a person's release holds for the rest of that budget period: the same
   budget does not re-trip the workflow until the next period.
+A batch is staged like the ledger: `begin()`, then `commit()` once the batch's control rows are
+stored, or `rollback()` to put every control back as it was.
 """
 from __future__ import annotations
 
@@ -79,6 +81,21 @@ def _now() -> datetime:
 class ControlBook:
     def __init__(self, controls: Iterable[Control] = ()) -> None:
         self._by_wf: dict[str, Control] = {c.workflow: c for c in controls}
+        self._undo: dict[str, Control | None] | None = None
+
+    def begin(self) -> None:
+        self._undo = {}
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        undo, self._undo = self._undo, None
+        for wf, before in (undo or {}).items():
+            if before is None:
+                self._by_wf.pop(wf, None)
+            else:
+                self._by_wf[wf] = before
 
     def get(self, workflow: str) -> Control | None:
         return self._by_wf.get(workflow)
@@ -145,10 +162,16 @@ class ControlBook:
     def adopt(self, control: Control) -> None:
         """Take a control decided elsewhere (a person's release/extend made through another
         process, read from the store or the controls topic) as this workflow's current one."""
+        self._remember(control.workflow)
         self._by_wf[control.workflow] = control
+
+    def _remember(self, workflow: str) -> None:
+        if self._undo is not None and workflow not in self._undo:
+            self._undo[workflow] = self._by_wf.get(workflow)
 
     def _set(self, new: Control, cur: Control | None, actor: str, kind: str, reason: str,
              at: datetime) -> ControlChange:
+        self._remember(new.workflow)
         self._by_wf[new.workflow] = new
         return ControlChange(cur, new, actor, kind, reason, at)
 

@@ -5,6 +5,11 @@ whose scope matches, and returns the signals that fire now: an actual or forecas
 crossed for the first time in the period (`>=`: spend >= amount * at / 100), or a spike. Each
 signal key (budget:period:threshold) fires once; the runner persists fired keys.
 
+A batch is staged: `begin()` starts an undo log of everything charging changes (totals touched,
+thresholds fired, minute series, spike episodes), `commit()` keeps the changes once the batch is
+stored, `rollback()` puts the ledger back exactly as it was before the batch (a failed store
+write leaves no phantom spend and no used-up thresholds).
+
 Running totals of a (budget, period) not yet in memory are seeded once through `seeder`
 (the runner's store query), never per event. Event time decides the period; the forecast and
 spike clocks are event time too (the newest event seen), so a replay gives the same answers.
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping
 from zoneinfo import ZoneInfo
@@ -115,6 +120,59 @@ class BudgetLedger:
         self._triggers: dict[tuple[str, str], list] = {}
         self._match_cache: dict[tuple, list[Budget]] = {}
         self.now: datetime | None = None
+        self._undo: _Undo | None = None
+        for k in self.fired:  # a spike episode that alerted before a restart stays one episode
+            budget_id, sep, minute = k.rpartition(":spike:")
+            if sep:
+                at = datetime.strptime(minute, "%Y-%m-%dT%H:%M").replace(tzinfo=timezone.utc)
+                bid = budget_id.split(":", 1)[0]
+                if bid not in self._last_spike or at > self._last_spike[bid]:
+                    self._last_spike[bid] = at
+
+    # --- staging: one batch at a time -----------------------------------------------------------
+    def begin(self) -> None:
+        self._undo = _Undo(self.now, dict(self._current), dict(self._last_spike))
+
+    def commit(self) -> None:
+        self._undo = None
+
+    def rollback(self) -> None:
+        u, self._undo = self._undo, None
+        if u is None:
+            return
+        self.now = u.now
+        self._current = u.current
+        self._last_spike = u.last_spike
+        self.fired.difference_update(u.fired)
+        for key in u.new_totals:
+            self.totals.pop(key, None)
+        for pt, spend, contributors, actions in u.pts.values():
+            pt.spend, pt.contributors, pt.control_actions = spend, contributors, actions
+        for budget_id in u.new_series:
+            self._series.pop(budget_id, None)
+        for budget_id, state in u.series.items():
+            if budget_id in self._series:
+                self._series[budget_id].restore(state)
+        self._recent.clear()
+
+    def reset(self) -> None:
+        """Forget every running total and series: each is seeded again from the store when next
+        touched (after the writer re-applied a journalled commit this process had rolled back)."""
+        self.totals.clear()
+        self._current.clear()
+        self._series.clear()
+        self._recent.clear()
+        self._triggers.clear()
+
+    def _touch(self, pt: "PeriodTotals", series: MinuteSeries | None, budget_id: str) -> None:
+        u = self._undo
+        if u is None:
+            return
+        if id(pt) not in u.pts:
+            u.pts[id(pt)] = (pt, pt.spend, {d: Counter(c) for d, c in pt.contributors.items()},
+                             list(pt.control_actions))
+        if series is not None and budget_id not in u.series and budget_id not in u.new_series:
+            u.series[budget_id] = series.snapshot()
 
     def matching(self, dims: Mapping[str, str | None]) -> list[Budget]:
         k = tuple([dims.get(d) for d in _DIMS])
@@ -141,6 +199,8 @@ class BudgetLedger:
                 for dim, counter in seed.contributors.items():
                     pt.contributors.setdefault(dim, Counter()).update(counter)
             self.totals[(b.id, start)] = pt
+            if self._undo is not None:
+                self._undo.new_totals.append((b.id, start))
         if b.period.rolling_seconds is None and (cur is None or start >= cur.start):
             self._current[b.id] = pt
         pt.end = end
@@ -171,6 +231,8 @@ class BudgetLedger:
             else:
                 s = MinuteSeries(minutes)
             self._series[b.id] = s
+            if self._undo is not None:
+                self._undo.new_series.append(b.id)
         return s
 
     def charge(self, dims: Mapping[str, str | None], cost_micros: int, at: datetime,
@@ -185,6 +247,7 @@ class BudgetLedger:
         for b in self.matching(dims):
             pt = self.period(b, at)
             series = self.series(b, at)
+            self._touch(pt, series, b.id)
             series.add(at, cost_micros)
             if b.period.rolling_seconds is not None:
                 pt.spend = series.sum_last(b.period.rolling_seconds // 60, at)
@@ -224,7 +287,7 @@ class BudgetLedger:
                 value = pt.spend
             if value < trigger:
                 continue
-            self.fired.add(key)
+            self._fire(key)
             for a in th.actions:
                 if _action_kind(a) != "notify":
                     pt.control_actions.append((th.id, a))
@@ -239,13 +302,18 @@ class BudgetLedger:
                 if last is None or at - last > timedelta(minutes=b.spike.baseline_minutes):
                     key = f"{b.id}:{label}:spike:{at:%Y-%m-%dT%H:%M}"
                     if key not in self.fired:
-                        self.fired.add(key)
+                        self._fire(key)
                         for a in b.spike.actions:
                             if _action_kind(a) != "notify":
                                 pt.control_actions.append(("spike", a))
                         fired.append(self._signal(key, b, pt, label, "spike", f"spike x{b.spike.factor}", at,
                                                   workflow, b.spike.actions, fc))
         return fired
+
+    def _fire(self, key: str) -> None:
+        self.fired.add(key)
+        if self._undo is not None:
+            self._undo.fired.append(key)
 
     @staticmethod
     def _forecast_ready(pt: PeriodTotals, at: datetime) -> bool:
@@ -284,6 +352,18 @@ class BudgetLedger:
                          "amount_micros": amount, "pct_used": pct, "forecast_micros": fc, "state": state,
                          "period_end": pt.end})
         return rows
+
+
+@dataclass
+class _Undo:
+    now: datetime | None
+    current: dict
+    last_spike: dict
+    fired: list = field(default_factory=list)
+    new_totals: list = field(default_factory=list)
+    new_series: list = field(default_factory=list)
+    pts: dict = field(default_factory=dict)     # id(pt) -> (pt, spend, contributors, control_actions)
+    series: dict = field(default_factory=dict)  # budget id -> MinuteSeries.snapshot()
 
 
 def window_since(at: datetime, seconds: int) -> datetime:

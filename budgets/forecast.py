@@ -146,6 +146,13 @@ class MinuteSeries:
                     self._update(slot, -self._vals[slot])
         self.latest = minute
 
+    def snapshot(self) -> tuple:
+        return (self.origin, self.latest, list(self._vals), list(self._tree))
+
+    def restore(self, state: tuple) -> None:
+        self.origin, self.latest, vals, tree = state
+        self._vals, self._tree = list(vals), list(tree)
+
     def add(self, at: datetime, micros: int) -> bool:
         """Count `micros` in the minute of `at`. False (ignored) when older than the kept horizon."""
         m = _minute(at)

@@ -7,14 +7,16 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from costwarden.alerts.message import BudgetAlert
 from costwarden.budgets.controls import Control, ControlChange, State
 from costwarden.budgets.evaluate import Seed, Seeder, Signal, seed_from_rows
 from costwarden.store import Store
-from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery, SpendSeedQuery
+from costwarden.store import tables as T
+from costwarden.store.queries import (CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery, SpendSeedQuery,
+                                      known_ids_queries)
 
 _SEQ = itertools.count()
 
@@ -24,11 +26,36 @@ class StateRows:
     recent_ids: list[tuple[str, datetime]]
     controls: list[dict]
     fired: set[str]
+    floor: datetime | None = None  # stored ids at or before it may be missing from recent_ids
 
 
 def load_state_rows(store: Store, horizon_hours: int, max_entries: int) -> StateRows:
+    """What a runner rebuilds at start (after the writer re-applied its journal)."""
     ids = [(r["event_id"], r["occurred_at"]) for r in store.query(RecentIdsQuery(horizon_hours, max_entries).to_sql())]
-    return StateRows(ids, store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)})
+    floor = None
+    if ids:
+        floor = min(at for _, at in ids) if len(ids) >= max_entries else \
+            max(at for _, at in ids) - timedelta(hours=horizon_hours)
+    return StateRows(ids, store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)}, floor)
+
+
+def stored_ids(store: Store, ids: list[str]) -> set[str]:
+    """The ids among `ids` that the raw table holds (one query per 5,000 ids)."""
+    found: set[str] = set()
+    for q in known_ids_queries(ids):
+        found.update(r["event_id"] for r in store.query(q.to_sql()))
+    return found
+
+
+def absorb(processor, commits) -> None:
+    """Take re-applied commits into memory: their ids, fired marks and controls; running totals
+    are dropped and seeded again from the store (which now holds the commits)."""
+    for c in commits:
+        processor.dedupe.mark_seen((r["event_id"], r["occurred_at"]) for r in c.rows(T.USAGE))
+        processor.ledger.fired.update(r["key"] for r in c.rows(T.BUDGET_EVENTS))
+        for r in c.rows(T.CONTROLS):
+            processor.controls.adopt(control_from_row(r))
+    processor.ledger.reset()
 
 
 def scope_text(budget) -> str:

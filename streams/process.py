@@ -1,16 +1,24 @@
-"""The processing core: validate+dedupe -> price -> attribute -> row -> evaluate budgets -> controls.
+"""The processing core, no I/O: two steps every runtime calls the same way.
 
-No I/O. The embedded runner and the Faust agents both call `Processor.handle()` per payload and
-persist what it returns at their commit point.
+    enrich   parse + dedupe -> price -> attribute -> raw rows, dead letters, charges
+    budget   charges -> ledger (thresholds, forecast, spike) -> signals + control changes
+
+The embedded runner and the API run both in one batch (costwarden/pipeline.py); the distributed
+raw stage runs `enrich`, the budget stage runs `charge` on the totals it reads from the store.
+A batch is staged: `begin()` before the steps, then `commit()` after the batch's rows were
+written, or `rollback()` if the write failed, which puts the dedupe window, the ledger and the
+controls back exactly as they were. The one store question the core has (which of these ids are
+stored already?) is asked by the caller before `enrich`, from `dedupe.lookups()`.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from costwarden.budgets.controls import ControlBook, ControlChange, State
 from costwarden.budgets.evaluate import BudgetLedger, Signal
@@ -20,6 +28,17 @@ from costwarden.streams.attribution import Attributor, as_dims
 from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
 from costwarden.streams.rollup import event_row
+
+PAYLOAD_LIMIT = 256 * 1024
+
+
+def storable(text: str) -> str:
+    """Text the store can hold whatever it came from (a lone surrogate becomes U+FFFD)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -31,18 +50,30 @@ class DeadLetter:
     payload: str
 
     def row(self) -> dict[str, Any]:
-        return {"received_at": self.received_at, "source": self.source, "reason": self.reason,
-                "detail": self.detail, "payload": self.payload,
-                "payload_sha256": hashlib.sha256(self.payload.encode()).hexdigest()}
+        payload = storable(self.payload)
+        return {"received_at": self.received_at, "source": storable(self.source), "reason": self.reason,
+                "detail": storable(self.detail), "payload": payload,
+                "payload_sha256": hashlib.sha256(payload.encode()).hexdigest()}
+
+
+@dataclass(frozen=True)
+class Charge:
+    """What one accepted event costs, for the budget step."""
+
+    dims: dict[str, Any]
+    cost_micros: int
+    at: datetime
+    key: str
 
 
 @dataclass
-class Outcome:
-    row: dict[str, Any] | None = None
-    duplicate: bool = False
-    dead: DeadLetter | None = None
-    signals: list[Signal] = field(default_factory=list)
-    changes: list[ControlChange] = field(default_factory=list)
+class Enriched:
+    rows: list[dict] = field(default_factory=list)         # new events, input order
+    dead: list[DeadLetter] = field(default_factory=list)
+    charges: list[Charge] = field(default_factory=list)     # one per row
+    events: list[UsageEvent] = field(default_factory=list)  # one per row
+    duplicates: list[UsageEvent] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)       # per input item: accepted|duplicate|rejected
 
 
 @dataclass
@@ -60,14 +91,12 @@ class Metrics:
                 "cost_micros": self.cost_micros}
 
 
-def _payload_text(payload: Any, limit: int = 256 * 1024) -> str:
+def _payload_text(payload: Any, limit: int = PAYLOAD_LIMIT) -> str:
     if isinstance(payload, bytes):
         text = payload.decode("utf-8", "replace")
     elif isinstance(payload, str):
         text = payload
     else:
-        import json
-
         text = json.dumps(payload, default=str)
     return text[:limit]
 
@@ -84,44 +113,94 @@ class Processor:
         self.limits = limits or Limits()
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.metrics = Metrics()
+        self._staged = Metrics()
 
+    # --- staging ------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self._staged = Metrics()
+        self.ledger.begin()
+        self.controls.begin()
+
+    def commit(self) -> None:
+        self.dedupe.commit()
+        self.ledger.commit()
+        self.controls.commit()
+        m, s = self.metrics, self._staged
+        m.events_in += s.events_in
+        m.processed += s.processed
+        m.duplicates += s.duplicates
+        m.cost_micros += s.cost_micros
+        m.dead_lettered.update(s.dead_lettered)
+        m.unpriced.update(s.unpriced)
+        self._staged = Metrics()
+
+    def rollback(self) -> None:
+        self.dedupe.rollback()
+        self.ledger.rollback()
+        self.controls.rollback()
+        self._staged = Metrics()
+
+    # --- enrich ---------------------------------------------------------------------------------
     def parse(self, payload: Any, source: str) -> UsageEvent | DeadLetter:
+        if isinstance(payload, (UsageEvent, DeadLetter)):
+            return payload
         try:
             return parse_event(payload, self.limits, now=self.clock())
         except InvalidEventError as e:
             return self.dead_letter(payload, source, e.reason, e.detail)
 
     def dead_letter(self, payload: Any, source: str, reason: str, detail: str) -> DeadLetter:
-        self.metrics.dead_lettered[reason] += 1
         return DeadLetter(self.clock(), source, reason, detail[:2000], _payload_text(payload))
 
-    def handle(self, payload: Any, source: str = "ingest") -> Outcome:
-        self.metrics.events_in += 1
-        ev = payload if isinstance(payload, UsageEvent) else self.parse(payload, source)
-        if isinstance(ev, DeadLetter):
-            return Outcome(dead=ev)
-        return self.process(ev)
+    def lookups(self, items: Iterable[UsageEvent | DeadLetter]) -> list[str]:
+        """Ids of the batch the store must be asked about (absence from the window proves nothing)."""
+        return self.dedupe.lookups((e.event_id, e.occurred_at) for e in items if isinstance(e, UsageEvent))
 
-    def process(self, ev: UsageEvent) -> Outcome:
-        if self.dedupe.seen(ev.event_id, ev.occurred_at):
-            self.metrics.duplicates += 1
-            return Outcome(duplicate=True)
-        price = self.catalogue.price(ev)
-        if price.unpriced:
-            self.metrics.unpriced[f"{ev.provider}/{ev.model}"] += 1
-        attributed = self.attributor.attribute(ev)
-        row = event_row(ev, price, attributed, self.clock())
-        self.metrics.processed += 1
-        self.metrics.cost_micros += price.cost_micros
-        out = Outcome(row=row)
-        dims = as_dims(ev, attributed)
-        key = ev.attribution.api_key_id or ev.attribution.project_id or ""
-        out.signals, out.changes = self.evaluate(dims, price.cost_micros, ev.occurred_at, key)
+    def enrich(self, items: list[UsageEvent | DeadLetter], stored: Iterable[str] = ()) -> Enriched:
+        """`stored`: the ids among `lookups()` the store already holds."""
+        self.dedupe.known(stored)
+        out = Enriched()
+        m = self._staged
+        now = self.clock()
+        for item in items:
+            m.events_in += 1
+            if isinstance(item, DeadLetter):
+                m.dead_lettered[item.reason] += 1
+                out.dead.append(item)
+                out.statuses.append("rejected")
+                continue
+            if self.dedupe.seen(item.event_id, item.occurred_at):
+                m.duplicates += 1
+                out.duplicates.append(item)
+                out.statuses.append("duplicate")
+                continue
+            price = self.catalogue.price(item)
+            if price.unpriced:
+                m.unpriced[f"{item.provider}/{item.model}"] += 1
+            attributed = self.attributor.attribute(item)
+            out.rows.append(event_row(item, price, attributed, now))
+            out.events.append(item)
+            at = item.attribution
+            out.charges.append(Charge(as_dims(item, attributed), price.cost_micros, item.occurred_at,
+                                      at.api_key_id or at.project_id or ""))
+            out.statuses.append("accepted")
+            m.processed += 1
+            m.cost_micros += price.cost_micros
         return out
+
+    # --- budget ---------------------------------------------------------------------------------
+    def charge(self, charges: Iterable[Charge]) -> tuple[list[Signal], list[ControlChange]]:
+        signals: list[Signal] = []
+        changes: list[ControlChange] = []
+        for c in charges:
+            s, ch = self.evaluate(c.dims, c.cost_micros, c.at, c.key)
+            signals += s
+            changes += ch
+        return signals, changes
 
     def evaluate(self, dims: dict[str, Any], cost_micros: int, at: datetime,
                  key: str = "") -> tuple[list[Signal], list[ControlChange]]:
-        """Charge budgets and apply the controls they ask for (also the distributed budget stage)."""
+        """Charge budgets and apply the controls they ask for."""
         signals: list[Signal] = []
         changes: list[ControlChange] = []
         for signal, pt, budget in self.ledger.charge(dims, cost_micros, at, key):

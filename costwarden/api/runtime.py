@@ -76,6 +76,8 @@ class EmbeddedRuntime:
         self.cache = DecisionCache()
         self.feed = EmbeddedControlFeed(pipeline.controls)
         self.feed.start(self.cache.apply)
+        # a commit re-applied from the journal after a failed write: its controls go out too
+        pipeline.loop.on_recovered = lambda commits: self.feed.push(pipeline.controls.all())
         ttl = reservation_ttl_s or pipeline.settings.api.reservation_ttl_s
         self.reservations = ReservationBook(pipeline, ttl)
         self.started_at = datetime.now(timezone.utc)
@@ -101,18 +103,12 @@ class EmbeddedRuntime:
         return await self.thread.run(self.pipeline.status)
 
     async def release(self, workflow: str, reason: str, by: str) -> ControlChange:
-        def now():
-            change = self.pipeline.controls.release(workflow, reason=reason, by=by)
-            self.change_now(change)
-            return change
-        return await self.thread.run(now)
+        return await self.thread.run(lambda: self.change_now(
+            lambda book: book.release(workflow, reason=reason, by=by)))
 
     async def extend(self, workflow: str, until, reason: str, by: str) -> ControlChange:
-        def now():
-            change = self.pipeline.controls.extend(workflow, until=until, reason=reason, by=by)
-            self.change_now(change)
-            return change
-        return await self.thread.run(now)
+        return await self.thread.run(lambda: self.change_now(
+            lambda book: book.extend(workflow, until=until, reason=reason, by=by)))
 
     # --- jobs on the pipeline thread ---------------------------------------------------------
     def ingest_now(self, items: list[Any], source: str) -> BatchReport:
@@ -122,34 +118,28 @@ class EmbeddedRuntime:
         return report
 
     def ingest_items(self, parsed, source: str) -> dict:
-        """Runs ON the pipeline thread: the per-event answer to POST /v1/events, after the flush."""
+        """Runs ON the pipeline thread: the per-event answer to POST /v1/events, after the commit.
+        Rejected items are dead letters of the same commit as their good neighbours."""
         proc = self.pipeline.processor
-        events = parsed.events
-        self.pipeline._mark_late(events)
-        dd, seen, dup = proc.dedupe, set(), set()
-        for e in events:
-            if e.event_id in dd or e.event_id in dd._late or e.event_id in seen:
-                dup.add(id(e))
-            seen.add(e.event_id)
-        report = self.ingest_now(events, source) if events else BatchReport()
-        dead = [proc.dead_letter(i.raw, source, i.reason, i.detail).row() for i in parsed.items if i.event is None]
-        if dead:
-            self.store.insert("dead_letters", dead)
+        items = [i.event if i.event is not None else proc.dead_letter(i.raw, source, i.reason, i.detail)
+                 for i in parsed.items]
+        report = self.ingest_now(items, source) if items else BatchReport()
         results = []
-        for i in parsed.items:
+        for i, status in zip(parsed.items, report.statuses):
             if i.event is None:
                 results.append({"index": i.index, "status": "rejected", "reason": i.reason, "detail": i.detail})
             else:
-                results.append({"index": i.index, "event_id": i.event.event_id,
-                                "status": "duplicate" if id(i.event) in dup else "accepted"})
-        return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": len(dead),
+                results.append({"index": i.index, "event_id": i.event.event_id, "status": status})
+        return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": sum(report.dead.values()),
                 "cost_micros": report.cost_micros,
                 "control_changes": [{"workflow": c.after.workflow, "state": c.after.state.value}
                                     for c in report.changes], "results": results}
 
-    def change_now(self, change: ControlChange) -> None:
-        self.pipeline.apply_change(change)
+    def change_now(self, make) -> ControlChange:
+        """Runs ON the pipeline thread: a person's change, committed, then published."""
+        change = self.pipeline.change_control(make)
         self._publish([change])
+        return change
 
     def _publish(self, changes: list[ControlChange]) -> None:
         if changes:

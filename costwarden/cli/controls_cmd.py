@@ -49,8 +49,7 @@ def release(ctx, workflow, reason, by):
     from costwarden.cli import open_pipeline
 
     p = open_pipeline(ctx.find_root())
-    change = p.controls.release(workflow, reason=reason, by=by)
-    p.apply_change(change)
+    change = p.change_control(lambda book: book.release(workflow, reason=reason, by=by))
     click.echo(f"released {workflow} (was {change.before.state.value}); audited as {by}: {reason}")
 
 
@@ -67,8 +66,7 @@ def extend(ctx, workflow, until, reason, by):
 
     p = open_pipeline(ctx.find_root())
     when = datetime.fromisoformat(until).replace(tzinfo=timezone.utc) if until else None
-    change = p.controls.extend(workflow, until=when, reason=reason, by=by)
-    p.apply_change(change)
+    change = p.change_control(lambda book: book.extend(workflow, until=when, reason=reason, by=by))
     click.echo(f"kept {workflow} {change.after.state.value} until {when or 'released'}; audited as {by}")
 
 
