@@ -49,8 +49,7 @@ class EmbeddedPipeline:
         dedupe = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries)
         dedupe.mark_seen(state.recent_ids, floor=state.floor)
         self.controls = ControlBook(control_from_row(r) for r in state.controls)
-        ledger = BudgetLedger(self.budgets, seeder=self._seed, fired=state.fired, minute_seeder=self._seed_minutes)
-        self.processor = Processor(self.core.catalogue, self.core.attributor, ledger, self.controls, dedupe,
+        self.processor = Processor(self.core.catalogue, self.core.attributor, self._ledger(self.budgets, state.fired), self.controls, dedupe,
                                    settings.limits.limits(), self.clock)
         self.outbox = Outbox(self.store, max_attempts=settings.alerts.max_attempts)
         self.loop = BatchLoop(self.processor, self.store, self.writer, self.outbox, self.clock)
@@ -118,6 +117,16 @@ class EmbeddedPipeline:
     def apply_change(self, change: ControlChange) -> None:
         """Store a change already made in the ControlBook (kept for callers of the first wave)."""
         self.loop.apply_change(change)
+
+    def reload_budgets(self, budgets: BudgetFile) -> None:
+        """New budgets (already validated): a fresh ledger seeded from the store, fired marks kept."""
+        if self.writer.pending:
+            self.loop.recover()
+        self.budgets = self.core.budgets = budgets
+        self.processor.ledger = self._ledger(budgets, self.processor.ledger.fired)
+
+    def _ledger(self, budgets: BudgetFile, fired) -> BudgetLedger:
+        return BudgetLedger(budgets, seeder=self._seed, fired=fired, minute_seeder=self._seed_minutes)
 
     def status(self, at: datetime | None = None) -> list[dict]:
         return self.processor.ledger.status(at or self.clock())

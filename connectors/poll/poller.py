@@ -175,10 +175,10 @@ class Poller:
         if result.cost_lines or not src.event_source:
             report.cost_lines += self.state.write_cost_lines(src.name, result.cost_lines, ws.date(), we.date())
         if rejects:
-            now = self.clock()
-            self.pipeline.store.insert("dead_letters", [
-                DeadLetter(now, src.name, r.reason, r.detail[:2000], r.payload).row() for r in rejects])
-            report.dead_letters.update(r.reason for r in rejects)
+            now = self.clock()  # through the pipeline's commit, like every other dead letter
+            batch = self.pipeline.ingest([DeadLetter(now, src.name, r.reason, r.detail[:2000], r.payload)
+                                          for r in rejects], src.name)
+            report.dead_letters.update(batch.dead)
         cursor = self.state.cursor(src.name)
         if cursor is None or we > cursor:
             self.state.save_cursor(src.name, we, f"window {ws.isoformat()}..{we.isoformat()}")

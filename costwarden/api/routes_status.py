@@ -9,7 +9,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from costwarden.api.auth import ROLES, Principal, create_token
 from costwarden.api.deps import need, runtime
-from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.money import from_micros
 from costwarden.store.queries import AUDIT_SQL
 
@@ -101,8 +100,7 @@ async def reload_budgets(body: Why, who: Principal = Depends(need("budgets:manag
         new = {b.id: b for b in new_file.budgets}
         added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
         changed = sorted(k for k in new.keys() & old.keys() if new[k] != old[k])
-        p.budgets = new_file
-        p.processor.ledger = BudgetLedger(new_file, seeder=p._seed, fired=p.processor.ledger.fired)
+        p.reload_budgets(new_file)
         detail = f"added={','.join(added)}; removed={','.join(removed)}; changed={','.join(changed)}"
         at = datetime.now(timezone.utc)
         p.store.insert("budget_audit", [{"at": at, "seq": time.time_ns(), "action": "reload",
