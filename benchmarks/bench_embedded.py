@@ -52,10 +52,14 @@ def main() -> None:
         t = time.perf_counter()
         proc = p1.processor
         rows = []
-        for payload in payloads:
-            out = proc.handle(payload, "bench")
-            if out.row is not None:
-                rows.append(out.row)
+        bs = p1.settings.pipeline.batch_size
+        for i in range(0, n, bs):  # the same staged steps as a batch, without the store
+            items = [proc.parse(x, "bench") for x in payloads[i:i + bs]]
+            proc.begin()
+            enriched = proc.enrich(items)
+            proc.charge(enriched.charges)
+            proc.commit()
+            rows += enriched.rows
         core_s = time.perf_counter() - t
 
         # (2) whole pipeline into chDB.
