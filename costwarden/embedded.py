@@ -9,6 +9,7 @@ when first touched. So a crash at any instant loses nothing and a replay counts 
 """
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
@@ -20,7 +21,7 @@ from costwarden.components import Core, load_budget_file
 from costwarden.config import Settings
 from costwarden.persist import control_from_row, load_state_rows
 from costwarden.pipeline import BatchLoop, BatchReport
-from costwarden.store import Store
+from costwarden.store import Store, tables as T
 from costwarden.store.journal import FileJournal
 from costwarden.store.queries import MinuteSpendQuery, SpendSeedQuery
 from costwarden.store.writer import CommitWriter
@@ -118,12 +119,25 @@ class EmbeddedPipeline:
         """Store a change already made in the ControlBook (kept for callers of the first wave)."""
         self.loop.apply_change(change)
 
-    def reload_budgets(self, budgets: BudgetFile) -> None:
-        """New budgets (already validated): a fresh ledger seeded from the store, fired marks kept."""
+    def reload_budgets(self, reason: str, actor: str) -> dict:
+        """Re-read the budgets file: a bad file raises FileError and the running budgets stay; a
+        good one is audited (who, why, what changed), then takes effect with a fresh ledger
+        seeded from the store (fired marks kept)."""
         if self.writer.pending:
             self.loop.recover()
-        self.budgets = self.core.budgets = budgets
-        self.processor.ledger = self._ledger(budgets, self.processor.ledger.fired)
+        new_file = load_budget_file(self.settings)
+        old = {b.id: b for b in self.budgets.budgets}
+        new = {b.id: b for b in new_file.budgets}
+        added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
+        changed = sorted(k for k in new.keys() & old.keys() if new[k] != old[k])
+        at = self.clock()
+        self.writer.write(T.BUDGET_AUDIT, [{
+            "at": at, "seq": time.time_ns(), "action": "reload", "budget_ids": ",".join(added + removed + changed),
+            "detail": f"added={','.join(added)}; removed={','.join(removed)}; changed={','.join(changed)}",
+            "reason": reason, "actor": actor}])
+        self.budgets = self.core.budgets = new_file
+        self.processor.ledger = self._ledger(new_file, self.processor.ledger.fired)
+        return {"added": added, "removed": removed, "changed": changed, "by": actor, "at": at.isoformat()}
 
     def _ledger(self, budgets: BudgetFile, fired) -> BudgetLedger:
         return BudgetLedger(budgets, seeder=self._seed, fired=fired, minute_seeder=self._seed_minutes)

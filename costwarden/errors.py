@@ -7,8 +7,9 @@
     ├── StoreError                  exit 5, HTTP 503   ClickHouse (chDB or server) failed
     ├── DeliveryError               exit 6, HTTP 502   a notification could not be delivered
     ├── ControlError                exit 7, HTTP 409   a control change that is not allowed
-    └── ConnectorError              exit 8, HTTP 502   a source could not be read
-        └── ConnectorAuthError      exit 9, HTTP 401   the source refused our credentials
+    ├── ConnectorError              exit 8, HTTP 502   a source could not be read
+    │   └── ConnectorAuthError      exit 9, HTTP 401   the source refused our credentials
+    └── NotOfferedError             exit 10, HTTP 501  not offered in this mode (says where it is)
 
 Every error carries a message fit for a person; none carries a secret.
 """
@@ -77,3 +78,8 @@ class ConnectorError(CostwardenError):
 class ConnectorAuthError(ConnectorError):
     exit_code = 9
     http_status = 401
+
+
+class NotOfferedError(CostwardenError):
+    exit_code = 10
+    http_status = 501

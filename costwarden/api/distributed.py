@@ -32,6 +32,7 @@ from costwarden.api.owner import ReplicaRouter
 from costwarden.api.owner_book import OwnerBook
 from costwarden.api.runtime import PipelineThread
 from costwarden.budgets.controls import ControlBook, ControlChange
+from costwarden.errors import NotOfferedError
 from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.config import Settings
 from costwarden.money import from_micros
@@ -118,7 +119,11 @@ class DistributedRuntime:
         return {"accepted": accepted, "duplicates": 0, "rejected": len(dead), "cost_micros": None,
                 "control_changes": [], "results": results}
 
-    async def settle(self, hold_id: str, event, raw) -> dict:
+    async def reload_budgets(self, reason: str, actor: str) -> dict:
+        raise NotOfferedError("in distributed mode the workers own the budgets file: change it where they "
+                              "read it and restart them (a rolling restart keeps ingesting)")
+
+    async def settle(self, hold_id: str, event, raw, source: str = "") -> dict:
         """On the owner: the usage to the raw topic (acked) first, then the hold becomes a settled
         entry, counted until a worker stored the event (owner_book.py)."""
         k = self.settings.kafka

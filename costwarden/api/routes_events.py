@@ -107,16 +107,6 @@ def reservations_of(rt):
     return rt.reservations
 
 
-def _settle_now(rt, hold_id: str, event: UsageEvent, source: str) -> dict:
-    hold = rt.reservations.holds.get(hold_id)
-    report = rt.ingest_now([event], source)  # record the spend first ...
-    rt.reservations.release(hold_id)  # ... then drop the hold: no instant undercounts
-    return {"id": hold_id, "hold": "released" if hold else "expired_or_unknown",
-            "accepted": report.accepted, "duplicates": report.duplicates,
-            "cost_usd": str(from_micros(report.cost_micros)),
-            "estimate_usd": str(from_micros(hold.micros)) if hold else None}
-
-
 @router.post("/reservations/{hold_id}/settle", tags=["reservations"],
              summary="record the call's actual usage and drop the hold",
              openapi_extra={"requestBody": {"required": True, "content": {JSON: {"schema": _EVENT}}}})
@@ -132,9 +122,7 @@ async def settle(hold_id: str, request: Request, response: Response,
     item = parsed.items[0]
     if item.event is None:
         raise InvalidEventError(item.reason, item.detail)
-    if rt.router is not None:  # distributed: to the raw topic, then a settled entry on this owner
-        return await rt.settle(hold_id, item.event, item.raw)
-    return await rt.thread.run(lambda: _settle_now(rt, hold_id, item.event, f"api:{who.name}"))
+    return await rt.settle(hold_id, item.event, item.raw, f"api:{who.name}")
 
 
 @router.post("/reservations/{hold_id}/release", tags=["reservations"],

@@ -1,7 +1,6 @@
 """Budget status, controls (list, release, extend: audited), budget reloads (audited), audit, tokens."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timezone
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -87,27 +86,7 @@ async def extend(body: ExtendIn, workflow: str = Path(min_length=1, max_length=2
 
 @router.post("/budgets/reload", tags=["budgets"], summary="re-read the budgets file (audited)")
 async def reload_budgets(body: Why, who: Principal = Depends(need("budgets:manage")), rt=Depends(runtime)):
-    from costwarden.embedded import load_budget_file
-
-    if rt.mode != "embedded":
-        raise HTTPException(501, "in distributed mode the workers own the budgets file: change it where "
-                                 "they read it and restart them (a rolling restart keeps ingesting)")
-
-    def now():
-        p = rt.pipeline
-        old = {b.id: b for b in p.budgets.budgets}
-        new_file = load_budget_file(p.settings)  # FileError (422) leaves the running budgets as they were
-        new = {b.id: b for b in new_file.budgets}
-        added, removed = sorted(new.keys() - old.keys()), sorted(old.keys() - new.keys())
-        changed = sorted(k for k in new.keys() & old.keys() if new[k] != old[k])
-        p.reload_budgets(new_file)
-        detail = f"added={','.join(added)}; removed={','.join(removed)}; changed={','.join(changed)}"
-        at = datetime.now(timezone.utc)
-        p.store.insert("budget_audit", [{"at": at, "seq": time.time_ns(), "action": "reload",
-                                         "budget_ids": ",".join(added + removed + changed), "detail": detail,
-                                         "reason": body.reason, "actor": who.name}])
-        return {"added": added, "removed": removed, "changed": changed, "by": who.name, "at": at.isoformat()}
-    return await rt.thread.run(now)
+    return await rt.reload_budgets(body.reason, who.name)
 
 
 @router.get("/audit", tags=["audit"], summary="every control and budget change: who, when, why")

@@ -19,6 +19,7 @@ from costwarden.api.decisions import DecisionCache, EmbeddedControlFeed
 from costwarden.api.reservations import ReservationBook
 from costwarden.budgets.controls import ControlChange
 from costwarden.embedded import BatchReport, EmbeddedPipeline
+from costwarden.money import from_micros
 
 log = logging.getLogger("costwarden.api")
 T = TypeVar("T")
@@ -109,6 +110,20 @@ class EmbeddedRuntime:
     async def extend(self, workflow: str, until, reason: str, by: str) -> ControlChange:
         return await self.thread.run(lambda: self.change_now(
             lambda book: book.extend(workflow, until=until, reason=reason, by=by)))
+
+    async def reload_budgets(self, reason: str, actor: str) -> dict:
+        return await self.thread.run(lambda: self.pipeline.reload_budgets(reason, actor))
+
+    async def settle(self, hold_id: str, event, raw, source: str) -> dict:
+        def now():
+            hold = self.reservations.holds.get(hold_id)
+            report = self.ingest_now([event], source)  # record the spend first ...
+            self.reservations.release(hold_id)         # ... then drop the hold: no instant undercounts
+            return {"id": hold_id, "hold": "released" if hold else "expired_or_unknown",
+                    "accepted": report.accepted, "duplicates": report.duplicates,
+                    "cost_usd": str(from_micros(report.cost_micros)),
+                    "estimate_usd": str(from_micros(hold.micros)) if hold else None}
+        return await self.thread.run(now)
 
     # --- jobs on the pipeline thread ---------------------------------------------------------
     def ingest_now(self, items: list[Any], source: str) -> BatchReport:

@@ -11,7 +11,8 @@ BUDGET_EVENTS = "budget_events"
 ALERT_OUTBOX = "alert_outbox"
 CONTROLS = "controls"
 CONTROL_AUDIT = "control_audit"
+BUDGET_AUDIT = "budget_audit"
 
-COMMIT_ORDER = (USAGE, DEAD_LETTERS, BUDGET_EVENTS, ALERT_OUTBOX, CONTROLS, CONTROL_AUDIT)
+COMMIT_ORDER = (USAGE, DEAD_LETTERS, BUDGET_EVENTS, ALERT_OUTBOX, CONTROLS, CONTROL_AUDIT, BUDGET_AUDIT)
 
 COMMIT_JOURNAL = "commit_journal"  # the distributed workers' journal (store/store_journal.py), not a commit table
