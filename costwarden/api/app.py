@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from costwarden.api.auth import TOKENS_SQL, Principal, TokenBook
+from costwarden.api.auth import Principal, TokenBook
+from costwarden.store import tokens
 from costwarden.api.deps import need
 from costwarden.api.ingest import BodyError
 from costwarden.api.owner import OWNER_HEADER
@@ -74,7 +75,7 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     app.state.runtime = runtime
     app.state.metrics = metrics = Metrics()
     app.state.stopping = False
-    app.state.tokens = TokenBook(lambda: runtime.store.query(TOKENS_SQL))
+    app.state.tokens = TokenBook(lambda: tokens.load(runtime.store))
     runtime.thread.call(app.state.tokens.load)
 
     app.add_middleware(_Measure, metrics=metrics)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from costwarden.errors import ConfigError
+from costwarden.store import tokens
 
 ROLES = ("gateway", "viewer", "finance", "admin")
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -27,7 +28,6 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "tokens:manage": frozenset({"admin"}),
 }
 TOKEN_PREFIX = "cw_"
-TOKENS_SQL = "SELECT token_sha256, name, role, revoked FROM {db}.api_tokens FINAL"
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def token_row(token: str, name: str, role: str, revoked: bool = False) -> dict:
 def create_token(store, name: str, role: str) -> str:
     """Store a new token's hash and return the token itself (shown once, never stored)."""
     token = new_token()
-    store.insert("api_tokens", [token_row(token, name, role)])
+    tokens.add(store, token_row(token, name, role))
     return token
 
 

@@ -7,6 +7,7 @@ import click
 
 from costwarden.cli.common import emit, handle_errors
 from costwarden.errors import ConfigError
+from costwarden.store import tokens as token_rows
 
 
 def _serve(ctx, host, port, deliver: bool) -> None:
@@ -115,8 +116,7 @@ def list_(ctx, as_json):
     from costwarden.cli import open_pipeline
 
     p = open_pipeline(ctx.find_root())
-    rows = p.store.query("SELECT token_sha256, name, role, created_at, revoked FROM {db}.api_tokens FINAL "
-                         "ORDER BY created_at")
+    rows = token_rows.listing(p.store)
     for r in rows:
         r["sha256_prefix"] = r.pop("token_sha256")[:12]
     emit(rows, "json" if as_json else "table", ["name", "role", "sha256_prefix", "created_at", "revoked"],
@@ -129,17 +129,13 @@ def list_(ctx, as_json):
 @handle_errors
 def revoke(ctx, sha256_prefix):
     """Revoke the token whose sha256 starts with SHA256_PREFIX (see `tokens list`)."""
-    import time
-
     from costwarden.cli import open_pipeline
 
     p = open_pipeline(ctx.find_root())
-    rows = [r for r in p.store.query("SELECT * FROM {db}.api_tokens FINAL")
-            if r["token_sha256"].startswith(sha256_prefix) and not r["revoked"]]
+    rows = token_rows.matching(p.store, sha256_prefix)
     if len(rows) != 1:
         raise ConfigError(f"{len(rows)} active tokens match {sha256_prefix!r}; give a longer prefix")
-    row = dict(rows[0], version=time.time_ns(), revoked=1)
-    p.store.insert("api_tokens", [row])
+    row = token_rows.revoke(p.store, rows[0])
     click.echo(f"revoked {row['name']} ({row['role']})")
 
 
