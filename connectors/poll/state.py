@@ -1,57 +1,20 @@
 """What the pollers keep in the store: cursors, the stored side of re-polled buckets, provider
-cost lines (tables from migration 003_connectors.sql). SQL as values with to_sql()."""
+cost lines (the table family in costwarden/store/connectors.py)."""
 from __future__ import annotations
 
-import time
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Iterable
 
 from costwarden.connectors.base import ProviderCostLine
+from costwarden.store import connectors as tables
 from costwarden.store.base import Store
-from costwarden.store.queries import lit, ts
+from costwarden.store.connectors import COST_KEY
 
 from .revise import COLUMNS, Totals, stored_totals
 
-COST_KEY = ("source", "day", "project_id", "workspace_id", "api_key_id", "line_item", "model", "service_tier")
 _PROVIDER_OF = {"openai-costs": "openai", "anthropic-cost": "anthropic"}
-
-
-@dataclass(frozen=True)
-class CursorQuery:
-    connector: str
-
-    def to_sql(self) -> str:
-        return (f"SELECT cursor, version FROM {{db}}.connector_cursors FINAL "
-                f"WHERE connector = {lit(self.connector)}")
-
-
-@dataclass(frozen=True)
-class StoredBucketsQuery:
-    """Every stored event of `source` in [start, end): first events and revisions."""
-
-    source: str
-    start: datetime
-    end: datetime
-
-    def to_sql(self) -> str:
-        cols = ", ".join(sorted(set(COLUMNS.values())))
-        return (f"SELECT event_id, {cols} FROM {{db}}.usage_events FINAL WHERE source = {lit(self.source)} "
-                f"AND occurred_at >= {ts(self.start)} AND occurred_at < {ts(self.end)}")
-
-
-@dataclass(frozen=True)
-class CostKeysQuery:
-    source: str
-    start: date
-    end: date
-
-    def to_sql(self) -> str:
-        return (f"SELECT {', '.join(COST_KEY)}, currency FROM {{db}}.provider_cost_lines FINAL "
-                f"WHERE source = {lit(self.source)} AND day >= {lit(self.start.isoformat())} "
-                f"AND day < {lit(self.end.isoformat())} AND amount != 0")
 
 
 class PollState:
@@ -59,17 +22,14 @@ class PollState:
         self.store = store
 
     def cursor(self, connector: str) -> datetime | None:
-        rows = self.store.query(CursorQuery(connector).to_sql())
-        return rows[0]["cursor"] if rows else None
+        return tables.cursor(self.store, connector)
 
     def save_cursor(self, connector: str, cursor: datetime, detail: str = "") -> None:
-        now = datetime.now(timezone.utc)
-        self.store.insert("connector_cursors", [{"connector": connector, "cursor": cursor,
-                                                 "version": time.time_ns() // 1000, "updated_at": now,
-                                                 "detail": detail[:500]}])
+        tables.save_cursor(self.store, connector, cursor, detail)
 
     def stored(self, source: str, start: datetime, end: datetime) -> dict[str, Totals]:
-        return stored_totals(self.store.query(StoredBucketsQuery(source, start, end).to_sql()))
+        return stored_totals(self.store.query(
+            tables.StoredBucketsQuery(source, start, end, tuple(COLUMNS.values())).to_sql()))
 
     def write_cost_lines(self, source: str, lines: Iterable[ProviderCostLine], start: date, end: date) -> int:
         """Replace the cost lines of `source` for days [start, end): lines sharing a key are summed,
@@ -77,12 +37,12 @@ class PollState:
         rows = cost_rows(lines, datetime.now(timezone.utc))
         fresh = {tuple(r[k] for k in COST_KEY) for r in rows}
         stale = []
-        for r in self.store.query(CostKeysQuery(source, start, end).to_sql()):
+        for r in tables.cost_keys(self.store, source, start, end):
             if _norm_key(tuple(r[k] for k in COST_KEY)) not in fresh:
                 stale.append({**{k: r[k] for k in COST_KEY}, "provider": _PROVIDER_OF.get(source, ""),
                               "amount": Decimal(0), "currency": r["currency"], "quantity": None,
                               "polled_at": datetime.now(timezone.utc)})
-        self.store.insert("provider_cost_lines", rows + stale)
+        tables.write_cost_lines(self.store, rows + stale)
         return len(rows)
 
 
