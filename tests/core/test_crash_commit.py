@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from crash_support import (Run, assert_rollups_match_raw, assert_same, env_for, ingest, snapshot,
+from costwarden.testing.crash import (Run, assert_rollups_match_raw, assert_same, env_for, ingest, snapshot,
                            write_events)
 
 BATCH = 2500

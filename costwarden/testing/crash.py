@@ -16,10 +16,10 @@ from costwarden import demo as gen
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
 
 
-def write_events(path: Path, days: int = 2, seed: int = 7) -> Path:
+def write_events(path: Path, days: int = 2, seed: int = 7, start: datetime = START) -> Path:
     """The demo's workloads over `days` days (re-deliveries, invalid payloads, the runaway agent)."""
     with open(path, "wb") as f:
-        for line in gen.events(START, START + timedelta(days=days), seed):
+        for line in gen.events(start, start + timedelta(days=days), seed):
             f.write(line + b"\n")
     return path
 
@@ -57,6 +57,7 @@ def env_for(data_dir: Path, batch_size: int, fault: str | None = None, **extra: 
 
 
 def ingest(data_dir: Path, events: Path, batch_size: int, fault: str | None = None, **extra: str) -> Run:
+    data_dir.mkdir(parents=True, exist_ok=True)
     p = subprocess.run([sys.executable, "-m", "costwarden.cli", "ingest", str(events), "--json"],
                        env=env_for(data_dir, batch_size, fault, **extra), capture_output=True, text=True,
                        timeout=300, cwd=data_dir.parent)
