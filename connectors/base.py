@@ -14,6 +14,7 @@ code, never an exception. Reason codes:
     inconsistent     counts that contradict each other (e.g. cached > input)
     unsupported      a record type this parser does not turn into events
     oversized        the payload is larger than MAX_PAYLOAD_BYTES
+    unstorable       a value the store cannot hold (costwarden.storable: a lone UTF-16 surrogate, ...)
     parser_error     anything unexpected (a bug here, reported rather than raised)
 
 Reject payloads are JSON text with prompt/response content removed; an unparseable
@@ -30,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import ValidationError
 
 from costwarden.errors import InvalidEventError
-from costwarden.events import CONTENT_FIELDS, UsageEvent
+from costwarden.events import CONTENT_FIELDS, UsageEvent, check_storable, json_int, storable_text
 
 from .fields import (LIMITS, as_dict, bad, count, get_path, money, native_id, need_list, opt_str, parse_time,
                      stable_id, tag_value, tier, to_count)
@@ -88,8 +89,9 @@ def _nan_to_none(_: str) -> None:
 
 
 def loads(text: str | bytes) -> Any:
-    """json.loads with floats as Decimal (exact money) and NaN/Infinity as None."""
-    return json.loads(text, parse_float=Decimal, parse_constant=_nan_to_none)
+    """json.loads with floats as Decimal (exact money), NaN/Infinity as None, and an integer of
+    thousands of digits as a Decimal (its record is rejected by the range check, not the document)."""
+    return json.loads(text, parse_float=Decimal, parse_constant=_nan_to_none, parse_int=json_int)
 
 
 def load_payload(payload: Any) -> Any:
@@ -172,28 +174,41 @@ def fragment(obj: Any) -> str:
         text = json.dumps(strip_content(obj), default=str, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError):
         return ""
+    text = storable_text(text)  # a lone surrogate in the record must not make its reject unstorable
     return text if len(text) <= MAX_FRAGMENT_CHARS else text[:MAX_FRAGMENT_CHARS] + "…"
 
 
 def guard(result: ParseResult, record: Any, build: Callable[[], Iterable[UsageEvent] | UsageEvent | None]) -> None:
-    """Run one record's builder; turn every failure into a Reject carrying the record fragment."""
+    """Run one record's builder; turn every failure into a Reject carrying the record fragment.
+    An event the store cannot hold is rejected alone (unstorable); the record's others are kept."""
     try:
         out = build()
-        if isinstance(out, UsageEvent):
-            result.events.append(out)
-        elif out is not None:
-            result.events.extend(out)
+        events = [out] if isinstance(out, UsageEvent) else list(out or ())
     except InvalidEventError as e:
-        result.rejects.append(Reject(e.reason, e.detail, fragment(record)))
+        result.rejects.append(Reject(e.reason, storable_text(e.detail), fragment(record)))
+        return
     except ValidationError as e:
         result.rejects.append(Reject(*_validation_reason(e), fragment(record)))
+        return
     except Exception as e:  # noqa: BLE001 - a parser must never crash the pipeline
-        result.rejects.append(Reject("parser_error", f"{type(e).__name__}: {str(e)[:200]}", fragment(record)))
+        result.rejects.append(Reject("parser_error", storable_text(f"{type(e).__name__}: {str(e)[:200]}"),
+                                     fragment(record)))
+        return
+    for ev in events:
+        try:
+            check_storable(ev)
+        except InvalidEventError as e:
+            result.rejects.append(Reject(e.reason, e.detail, fragment(record)))
+            continue
+        result.events.append(ev)
 
 
 def _validation_reason(e: ValidationError) -> tuple[str, str]:
     errs = e.errors()
-    detail = "; ".join(f"{'.'.join(str(p) for p in x['loc']) or '<root>'}: {x['msg']}" for x in errs[:5])
+    detail = storable_text("; ".join(f"{'.'.join(str(p) for p in x['loc']) or '<root>'}: {x['msg']}"
+                                     for x in errs[:5]))
+    if any(x["type"] in ("string_unicode", "unstorable") for x in errs):  # a lone surrogate; a time past 9999
+        return "unstorable", detail
     if any(x["type"].startswith("greater_than") for x in errs):
         return "negative_value", detail
     return "invalid_field", detail

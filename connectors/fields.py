@@ -12,11 +12,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
 from costwarden.errors import InvalidEventError
-from costwarden.events import Limits, ServiceTier
+from costwarden.events import EARLIEST, LATEST, Limits, ServiceTier
+from costwarden.storable import brief_number
 
 LIMITS = Limits()
-_MIN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MAX_TIME = datetime(2200, 1, 1, tzinfo=timezone.utc)
+_MIN_TIME, _MAX_TIME = EARLIEST, LATEST  # what the store's rollup buckets hold
+_MAX_SECS = Decimal(int(LATEST.timestamp()))
 
 
 def bad(reason: str, detail: str) -> InvalidEventError:
@@ -63,10 +64,10 @@ def to_count(v: Any, name: str, *, required: bool = False) -> int:
     if not isinstance(v, int):
         raise bad("invalid_field", f"{name} must be an integer, got {type(v).__name__}")
     if v < 0:
-        raise bad("negative_value", f"{name}={v}")
+        raise bad("negative_value", f"{name}={brief_number(v)}")
     cap = LIMITS.max_tokens_per_class
     if v > cap:
-        raise bad("absurd_value", f"{name}={v} > {cap}")
+        raise bad("absurd_value", f"{name}={brief_number(v)} > {cap}")
     return v
 
 
@@ -161,8 +162,8 @@ def parse_time(v: Any, name: str = "time") -> datetime:
                 raise bad("invalid_time", f"{name} is not finite")
             if abs(secs) >= Decimal(10) ** 16:  # nanoseconds
                 secs = secs / Decimal(10) ** 9
-            if not (0 <= secs < Decimal(7258118400)):  # 1970 .. 2200
-                raise bad("invalid_time", f"{name}={v} is out of range")
+            if not (0 <= secs < _MAX_SECS):  # 1970 .. 2106-02-07
+                raise bad("invalid_time", f"{name}={brief_number(v)} is out of range")
             whole = int(secs)
             micros = int((secs - whole) * 1_000_000)
             dt = datetime.fromtimestamp(whole, tz=timezone.utc).replace(microsecond=micros)

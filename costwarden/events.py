@@ -12,17 +12,23 @@ Events carry counts and identifiers, never prompt or response content.
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from costwarden.errors import InvalidEventError
+from costwarden.storable import EARLIEST, LATEST, check_storable, json_int, storable_text
+
+__all__ = ["CONTENT_FIELDS", "EARLIEST", "LATEST", "Attribution", "Compute", "Limits", "ProviderCost", "SCHEMA_VERSION",
+           "ServiceTier", "Tokens", "UsageEvent", "check_limits", "check_storable", "event_json_schema",
+           "json_int", "parse_event", "storable_text"]
 
 SCHEMA_VERSION = "1"
-EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Field names that smell of prompt/response content. Rejected wherever they appear.
 CONTENT_FIELDS = frozenset(
@@ -129,7 +135,11 @@ class UsageEvent(BaseModel):
     def _utc(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
             raise ValueError("occurred_at needs a time zone (UTC)")
-        return v.astimezone(timezone.utc)
+        try:
+            return v.astimezone(timezone.utc)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is in the year 10000 in UTC
+            raise PydanticCustomError("unstorable", "{when} is beyond the years 1..9999 in UTC",
+                                      {"when": v.isoformat()}) from None
 
     @field_validator("provider")
     @classmethod
@@ -161,6 +171,15 @@ def _reason(e: ValidationError) -> tuple[str, str]:
             where = ".".join(str(p) for p in err["loc"])
             return "content_field", f"{where!r} looks like prompt or response content; events carry counts only"
     kinds = {err["type"] for err in errs}
+    for err in errs:
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "string_unicode":  # a lone UTF-16 surrogate: no UTF-8 text, no store holds it
+            return "unstorable", storable_text(f"{where}: not valid Unicode text (a lone UTF-16 surrogate)")
+        if err["type"] == "unstorable":
+            return "unstorable", storable_text(f"{where}: {err['msg']}")
+        if err["type"] == "int_parsing_size":
+            return "unstorable", storable_text(f"{where}: a number with more digits than any count can have")
+    detail = storable_text(detail)  # a tag key may hold a lone surrogate
     if "json_invalid" in kinds:
         return "malformed_json", detail
     if "model_type" in kinds and any(not err["loc"] for err in errs):
@@ -179,25 +198,56 @@ def parse_event(payload: bytes | str | Mapping[str, Any], limits: Limits | None 
     """Validate one canonical event from JSON bytes/text or a decoded mapping.
 
     Raises InvalidEventError with a reason code: oversized, malformed_json, not_an_object,
-    content_field, unknown_field, negative_value, missing_field, invalid_field, absurd_value.
+    content_field, unknown_field, negative_value, missing_field, invalid_field, absurd_value,
+    unstorable (a value the store cannot hold: a lone UTF-16 surrogate in any string, a count
+    above UInt64, occurred_at outside 1970 .. 2106-02-07 06:28:15 UTC, a decimal too wide for its
+    column; the detail names the field).
     JSON numbers are read exactly up to 15 significant digits; send longer decimals as strings.
     """
     limits = limits or Limits()
     try:
         if isinstance(payload, (bytes, str)):
-            size = len(payload) if isinstance(payload, bytes) else len(payload.encode())
+            size = len(payload) if isinstance(payload, bytes) else len(payload.encode("utf-8", "surrogatepass"))
             if size > limits.max_payload_bytes:
                 raise InvalidEventError("oversized", f"{size} bytes > {limits.max_payload_bytes}")
-            ev = UsageEvent.model_validate_json(payload)
+            ev, texts_checked = _from_json(payload)
         else:
-            ev = UsageEvent.model_validate(payload)
+            ev, texts_checked = UsageEvent.model_validate(payload), False
     except ValidationError as e:
         raise InvalidEventError(*_reason(e)) from None
-    check_limits(ev, limits, now)
+    check_limits(ev, limits, now, texts_checked=texts_checked)
     return ev
 
 
-def check_limits(ev: UsageEvent, limits: Limits, now: datetime | None = None) -> None:
+_RETRY = ("surrogate", "hex escape", "number out of range", "invalid unicode code point")
+
+
+def _from_json(payload: bytes | str) -> tuple[UsageEvent, bool]:
+    """pydantic's JSON reader, falling back to Python's for what it refuses outright (a lone
+    surrogate, escaped or as CESU-8 bytes; a number of thousands of digits), so that the reject
+    names the field. Other bytes that are not UTF-8 stay malformed_json. Also: whether every
+    string is known to be valid Unicode (pydantic's reader lets no lone surrogate through)."""
+    try:
+        return UsageEvent.model_validate_json(payload), True
+    except ValidationError as e:
+        if not any(any(m in x["msg"] for m in _RETRY) if x["type"] == "json_invalid"
+                   else x["type"] == "string_unicode" and not x["loc"] for x in e.errors()):
+            raise
+        first = e
+    try:
+        doc = json.loads(payload, parse_float=Decimal, parse_int=json_int)
+    except (ValueError, RecursionError):
+        raise first from None
+    return UsageEvent.model_validate(doc), False
+
+
+def check_limits(ev: UsageEvent, limits: Limits, now: datetime | None = None, *,
+                 texts_checked: bool = False) -> None:
+    """The store's bounds (check_storable), then the configured caps (absurd_value).
+    `texts_checked`: the strings are known to be valid Unicode (read by pydantic's JSON reader)."""
+    if ev.occurred_at < EARLIEST:  # the store's rollup buckets (DateTime) start at the Unix epoch
+        raise InvalidEventError("absurd_value", f"occurred_at {ev.occurred_at.isoformat()} is before 1970")
+    check_storable(ev, texts=not texts_checked)
     t = ev.tokens
     for name in ("input", "cache_read", "cache_write", "cache_write_1h", "output"):
         if getattr(t, name) > limits.max_tokens_per_class:
@@ -206,8 +256,6 @@ def check_limits(ev: UsageEvent, limits: Limits, now: datetime | None = None) ->
         raise InvalidEventError("absurd_value", f"requests={ev.requests} > {limits.max_requests}")
     if ev.compute and ev.compute.gpu_hours > limits.max_gpu_hours:
         raise InvalidEventError("absurd_value", f"compute.gpu_hours={ev.compute.gpu_hours} > {limits.max_gpu_hours}")
-    if ev.occurred_at < EARLIEST:  # the store's rollup buckets (DateTime) start at the Unix epoch
-        raise InvalidEventError("absurd_value", f"occurred_at {ev.occurred_at.isoformat()} is before 1970")
     now = now or datetime.now(timezone.utc)
     if (ev.occurred_at - now).total_seconds() > limits.max_future_skew_s:
         raise InvalidEventError("absurd_value", f"occurred_at {ev.occurred_at.isoformat()} is in the future")

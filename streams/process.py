@@ -24,21 +24,13 @@ from costwarden.budgets.controls import ControlBook, ControlChange, State
 from costwarden.budgets.evaluate import BudgetLedger, Signal
 from costwarden.errors import InvalidEventError
 from costwarden.events import Limits, UsageEvent, parse_event
+from costwarden.storable import storable_text as storable
 from costwarden.streams.attribution import Attributor, as_dims
 from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
 from costwarden.streams.rollup import event_row
 
 PAYLOAD_LIMIT = 256 * 1024
-
-
-def storable(text: str) -> str:
-    """Text the store can hold whatever it came from (a lone surrogate becomes U+FFFD)."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 @dataclass(frozen=True)

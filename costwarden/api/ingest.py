@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from costwarden.errors import InvalidEventError
-from costwarden.events import Limits, UsageEvent, parse_event
+from costwarden.events import Limits, UsageEvent, json_int, parse_event
 
 JSON = "application/json"
 CE = "application/cloudevents+json"
@@ -64,14 +64,16 @@ def media_type(content_type: str | None) -> str:
 def decode(body: bytes) -> Any:
     if not body.strip():
         raise BodyError(400, "empty_body", "the body is empty; send one event or a JSON array of events")
-    try:
-        return json.loads(body, parse_float=Decimal)
+    try:  # an integer literal of thousands of digits is read (as a Decimal): its event alone is rejected
+        return json.loads(body, parse_float=Decimal, parse_int=json_int)
     except UnicodeDecodeError as e:
         raise BodyError(400, "malformed_json", f"not UTF-8: {e.reason} at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise BodyError(400, "malformed_json", f"{e.msg} at line {e.lineno} column {e.colno} (char {e.pos})") from None
     except RecursionError:
         raise BodyError(400, "malformed_json", "nested too deeply") from None
+    except ValueError as e:  # a value Python refuses to read; never a 500
+        raise BodyError(400, "malformed_json", f"unreadable value: {str(e)[:200]}") from None
 
 
 def ce_event_id(source: str, ce_id: str) -> str:

@@ -26,7 +26,7 @@ def record_key(line: bytes) -> tuple[bytes, bool]:
         obj = json.loads(line)
         if isinstance(obj, dict) and isinstance(obj.get("event_id"), str) and obj["event_id"]:
             return obj["event_id"].encode(), True
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, a lone surrogate, deep nesting
         pass
     return hashlib.sha256(line).hexdigest().encode(), False
 

@@ -49,6 +49,21 @@ class Broker(Protocol):
     def restart(self, hard: bool = False) -> None: ...
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id made as Kafka's Uuid.randomUuid() makes one: the URL-safe base64 of
+    a version-4 UUID without padding, drawn again while it starts with '-' (1 draw in 64 would)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+def storage_format_args(cluster_id: str, props: Path) -> list[str]:
+    """`kafka-storage format` arguments; `--cluster-id=ID` is one token, so that no id is ever read
+    as an option (argparse4j takes `-t -x...` for a missing value)."""
+    return [f"--cluster-id={cluster_id}", "-c", str(props)]
+
+
 class ExternalBroker:
     """A broker run by someone else ($KAFKA_BOOTSTRAP_SERVERS or a testcontainer)."""
 
@@ -106,9 +121,8 @@ class KafkaBroker:
         (self.work_dir / "log4j.properties").write_text(LOG4J.format(path=self.work_dir / "broker.log"))
         cp = f"{self.libs_dir}/*"
         if not self._formatted:
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run([java, "-cp", cp, *self._log_flags(), "kafka.tools.StorageTool", "format",
-                                  "-t", cluster_id, "-c", str(props)], capture_output=True, text=True)
+                                  *storage_format_args(new_cluster_id(), props)], capture_output=True, text=True)
             if fmt.returncode != 0:
                 raise BrokerUnavailable(f"kafka-storage format failed: {(fmt.stderr or fmt.stdout)[-1500:]}")
             self._formatted = True

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Iterator
 
 import httpx
 
@@ -47,3 +48,24 @@ def usage(event_id: str, workflow: str, input_tokens: int = 1000, output_tokens:
     return {"event_id": event_id, "occurred_at": datetime.now(timezone.utc).isoformat(), "source": "gateway",
             "provider": "openai", "model": model, "tokens": {"input": input_tokens, "output": output_tokens},
             "attribution": {"tags": {"workflow": workflow}}, **extra}
+
+
+def serve_api(settings, tmp_path) -> Iterator[Api]:
+    """The body of the `api` fixture (also used by tests/core/test_hostile_corpus.py): a real
+    uvicorn server over an EmbeddedRuntime with BUDGETS, and a token per role."""
+    from costwarden.api import ApiServer, EmbeddedRuntime, create_app, create_token
+
+    budgets = tmp_path / "budgets.yaml"
+    budgets.write_text(BUDGETS)
+    settings.budgets.budgets_file = budgets
+    settings.api.stream_heartbeat_s = 1.0
+    rt = EmbeddedRuntime.open(settings, deliver=False)
+    tokens = {role: rt.thread.call(lambda role=role: create_token(rt.store, f"{role}-bot", role))
+              for role in ("gateway", "viewer", "finance", "admin")}
+    app = create_app(rt)
+    srv = ApiServer(app).start()
+    try:
+        yield Api(srv.url, rt, app, tokens)
+    finally:
+        srv.stop()
+        rt.close()

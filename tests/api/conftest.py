@@ -4,27 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from api_helpers import BUDGETS, Api
+from api_helpers import serve_api
 
 
 @pytest.fixture
 def api(settings, tmp_path):
-    from costwarden.api import ApiServer, EmbeddedRuntime, create_app, create_token
-
-    budgets = tmp_path / "budgets.yaml"
-    budgets.write_text(BUDGETS)
-    settings.budgets.budgets_file = budgets
-    settings.api.stream_heartbeat_s = 1.0
-    rt = EmbeddedRuntime.open(settings, deliver=False)
-    tokens = {role: rt.thread.call(lambda role=role: create_token(rt.store, f"{role}-bot", role))
-              for role in ("gateway", "viewer", "finance", "admin")}
-    app = create_app(rt)
-    srv = ApiServer(app).start()
-    try:
-        yield Api(srv.url, rt, app, tokens)
-    finally:
-        srv.stop()
-        rt.close()
+    yield from serve_api(settings, tmp_path)
 
 
 # --- distributed mode (test_api_distributed.py): a real broker and the ClickHouse HTTP test adapter
