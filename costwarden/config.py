@@ -110,6 +110,14 @@ class ApiSettings(BaseModel):
     self_url: str | None = Field(None, description="this replica's URL, as written in `replicas`")
     owner_timeout_s: float = Field(5.0, gt=0)       # a forwarded reservation call; then 503
     settled_max_s: float = Field(3600.0, gt=0)      # settled spend counted until stored, at most this long
+    # tokens: every replica reloads them from the store this often (a revoke elsewhere takes effect
+    # within it) and at once when a request brings an unknown token (one load at a time)
+    token_refresh_s: float = Field(0.5, gt=0, le=3600)
+    # the CLI beside a running `costwarden serve` (cli/remote.py): its bearer token (the
+    # COSTWARDEN_API_TOKEN environment variable wins); `serve` writes an admin token of its own to
+    # DATA_DIR/serve.token (mode 0600) for the CLI of the same user unless local_token is false
+    token: SecretStr | None = None
+    local_token: bool = True
 
 
 def _config_file() -> Path | None:

@@ -36,6 +36,8 @@ class Metrics:
         self.holds = Gauge("costwarden_reservation_holds", "open reservation holds", registry=r)
         self.backlog = Gauge("costwarden_pipeline_backlog", "jobs waiting for the pipeline thread", registry=r)
         self.controls_version = Gauge("costwarden_controls_version", "decision cache version", registry=r)
+        self.token_loads = Counter("costwarden_api_token_loads", "API token book loads from the store "
+                                   "(timer and unknown tokens, coalesced)", registry=r)
 
 
 class _Measure:
@@ -75,8 +77,12 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     app.state.runtime = runtime
     app.state.metrics = metrics = Metrics()
     app.state.stopping = False
-    app.state.tokens = TokenBook(lambda: tokens.load(runtime.store))
+    # tokens: loaded now, then reloaded on the store thread by the book's own timer and for unknown
+    # tokens (coalesced): never one load per request (auth.py)
+    app.state.tokens = TokenBook(lambda: tokens.load(runtime.store), refresh_s=runtime.settings.api.token_refresh_s,
+                                 submit=runtime.thread.submit, on_load=metrics.token_loads.inc)
     runtime.thread.call(app.state.tokens.load)
+    app.state.tokens.start()
 
     app.add_middleware(_Measure, metrics=metrics)
 
@@ -101,7 +107,10 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
 
     @app.exception_handler(CostwardenError)
     async def _domain(request: Request, e: CostwardenError):
-        return _error(e.http_status, type(e).__name__, str(e), owner(request))
+        # an error with a machine-readable `code` (a reservation refusal: budget_exceeded /
+        # budget_reserved) answers with it, and with its retry headers (Retry-After, x-should-retry)
+        return _error(e.http_status, getattr(e, "code", None) or type(e).__name__, str(e),
+                      owner(request, getattr(e, "headers", None)))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, e: RequestValidationError):

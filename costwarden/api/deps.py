@@ -21,9 +21,8 @@ def need(permission: str):
             raise HTTPException(401, "a bearer token is required", headers=_CHALLENGE)
         book = request.app.state.tokens
         who = book.lookup(cred.credentials)
-        if who is None and book.stale():  # a token created since the last load
-            await request.app.state.runtime.thread.run(book.load)
-            who = book.lookup(cred.credentials)
+        if who is None:  # perhaps created elsewhere since the last load: wait for the next (shared) one
+            who = await book.lookup_fresh(cred.credentials)
         if who is None:
             raise HTTPException(401, "unknown or revoked token", headers=_CHALLENGE)
         if not who.can(permission):

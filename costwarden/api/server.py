@@ -14,6 +14,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def begin_stopping(app) -> None:
+    """Tell the app it is shutting down: SSE streams end now instead of holding the shutdown for
+    uvicorn's graceful timeout (and then being cancelled with a traceback)."""
+    app.state.stopping = True
+    cache = getattr(getattr(app.state, "runtime", None), "cache", None)
+    if cache is not None and hasattr(cache, "end_streams"):
+        cache.end_streams()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which marks the app stopping as soon as its shutdown begins (a signal
+    or `should_exit`), before it waits for open connections."""
+
+    def __init__(self, config: uvicorn.Config, app) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets=None) -> None:
+        begin_stopping(self._app)
+        await super().shutdown(sockets=sockets)
+
+
 class ApiServer:
     """`with ApiServer(app) as srv: httpx.get(srv.url + "/healthz")` -- uvicorn on a free port."""
 
@@ -23,7 +45,7 @@ class ApiServer:
         self.port = port or free_port(host)
         cfg = uvicorn.Config(app, host=host, port=self.port, log_level=log_level, access_log=False,
                              timeout_graceful_shutdown=2, lifespan="off")
-        self.server = uvicorn.Server(cfg)
+        self.server = _Server(cfg, app)
         self.thread: threading.Thread | None = None
 
     @property
@@ -41,10 +63,16 @@ class ApiServer:
         return self
 
     def stop(self) -> None:
-        self.app.state.stopping = True  # ends the SSE streams
+        begin_stopping(self.app)  # ends the SSE streams
         self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=10)
+        self._stop_tokens()
+
+    def _stop_tokens(self) -> None:
+        book = getattr(self.app.state, "tokens", None)
+        if book is not None and hasattr(book, "stop"):
+            book.stop()  # the token book's reload timer, before the runtime's store thread goes
 
     def __enter__(self) -> "ApiServer":
         return self.start()
@@ -52,8 +80,18 @@ class ApiServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def serve_forever(self) -> None:
+    def serve_forever(self, on_started=None) -> None:
+        """Serve in this thread until SIGINT / SIGTERM; `on_started(self)` once it is listening."""
+        if on_started is not None:
+            def watch() -> None:
+                while not self.server.started:
+                    if self.server.should_exit:
+                        return
+                    time.sleep(0.02)
+                on_started(self)
+            threading.Thread(target=watch, name="costwarden-api-started", daemon=True).start()
         try:
             self.server.run()
         finally:
-            self.app.state.stopping = True
+            begin_stopping(self.app)
+            self._stop_tokens()

@@ -42,9 +42,12 @@ def settings_from(ctx: click.Context):
 
 
 def open_pipeline(ctx: click.Context, deliver: bool = False, **kw):
+    from costwarden.cli.remote import guard_local
     from costwarden.embedded import EmbeddedPipeline
 
-    return EmbeddedPipeline(settings_from(ctx), deliver=deliver, **kw)
+    s = settings_from(ctx)
+    guard_local(s)  # a running server holds the data directory: one line, exit 5
+    return EmbeddedPipeline(s, deliver=deliver, **kw)
 
 
 def read_lines(source: str):
@@ -62,9 +65,22 @@ def read_lines(source: str):
 @click.pass_context
 @handle_errors
 def ingest(ctx, source, source_name, as_json):
-    """Ingest canonical events (JSON lines, FILE or -) through the whole embedded pipeline."""
+    """Ingest canonical events (JSON lines, FILE or -) through the whole embedded pipeline.
+
+    With `costwarden serve` running on the data directory: POSTed to its /v1/events in batches."""
     from rich.progress import Progress
 
+    from costwarden.cli.remote import api_for
+
+    api = api_for(ctx, "usage")
+    if api is not None:
+        from costwarden.cli.via_api import ingest as ingest_via
+
+        summary = ingest_via(api, read_lines(source))
+        _print_summary(summary, as_json)
+        if summary["dead_lettered"] and summary["accepted"] == 0 and summary["duplicates"] == 0:
+            sys.exit(3)
+        return
     total = None
     if source != "-":
         with open(source, "rb") as fh:
@@ -79,13 +95,17 @@ def ingest(ctx, source, source_name, as_json):
     summary = {"accepted": report.accepted, "duplicates": report.duplicates, "dead_lettered": dict(report.dead),
                "cost_usd": str(from_micros(report.cost_micros)), "signals": [s.key for s in report.signals],
                "control_changes": [f"{c.after.workflow}:{c.after.state.value}" for c in report.changes]}
+    _print_summary(summary, as_json)
+    if report.dead and report.accepted == 0 and report.duplicates == 0:
+        sys.exit(3)  # nothing in the input was a valid event
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         for k, v in summary.items():
             click.echo(f"{k}: {v}")
-    if report.dead and report.accepted == 0 and report.duplicates == 0:
-        sys.exit(3)  # nothing in the input was a valid event
 
 
 @cli.command()
@@ -129,9 +149,18 @@ def report(ctx, by, period, fmt):
     """Spend by team / workflow / model ... for a period, from the ClickHouse rollups."""
     from costwarden.reports import spend_report
 
+    from costwarden.cli.remote import api_for
+
     start, end = parse_period(period)
-    p = open_pipeline(ctx)
-    rows, columns = spend_report(p.store, [d.strip() for d in by.split(",") if d.strip()], start, end)
+    group = [d.strip() for d in by.split(",") if d.strip()]
+    api = api_for(ctx, "status")
+    if api is not None:
+        from costwarden.cli.via_api import report as report_via
+
+        rows, columns = report_via(api, group, period)
+    else:
+        p = open_pipeline(ctx)
+        rows, columns = spend_report(p.store, group, start, end)
     emit(rows, fmt, columns, title=f"spend {period} by {by}")
 
 
@@ -173,4 +202,14 @@ def schema(what):
 
 
 def main() -> None:
-    cli(obj={})
+    try:
+        cli(obj={})
+    except Exception as e:  # a command without handle_errors: chDB's lock error is still one line
+        from costwarden.cli.common import LOCKED_EXIT
+        from costwarden.cli.remote import lock_error_line
+
+        line = lock_error_line(e)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        sys.exit(LOCKED_EXIT)

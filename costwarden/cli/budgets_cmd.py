@@ -34,13 +34,23 @@ def validate(file):
 def status(ctx, at, fmt):
     """Spend, % used, forecast and state of every budget in its current period."""
     from costwarden.cli import open_pipeline
+    from costwarden.cli.remote import RemoteError, api_for
 
     when = datetime.fromisoformat(at).replace(tzinfo=timezone.utc) if at else datetime.now(timezone.utc)
-    p = open_pipeline(ctx.find_root())
-    rows = p.status(when)
-    for r in rows:
-        r["spend_usd"] = from_micros(r["spend_micros"])
-        r["amount_usd"] = from_micros(r["amount_micros"])
-        r["forecast_usd"] = from_micros(r["forecast_micros"])
+    api = api_for(ctx, "status")
+    if api is not None:
+        from costwarden.cli import via_api
+
+        if at:
+            raise RemoteError(f"{api.info.describe()} holds {api.settings.data_dir}: its API reports budgets now; "
+                              f"`--at` has no API path (omit it, or stop the server)", 10)
+        rows = via_api.budget_status(api)
+    else:
+        p = open_pipeline(ctx.find_root())
+        rows = p.status(when)
+        for r in rows:
+            r["spend_usd"] = from_micros(r["spend_micros"])
+            r["amount_usd"] = from_micros(r["amount_micros"])
+            r["forecast_usd"] = from_micros(r["forecast_micros"])
     emit(rows, fmt, ["budget", "period", "spend_usd", "amount_usd", "pct_used", "forecast_usd", "state"],
          title="budget status")

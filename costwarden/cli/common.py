@@ -74,6 +74,9 @@ def emit(rows: list[dict], fmt: str, columns: list[str] | None = None, title: st
         Console(width=200).print(table)
 
 
+LOCKED_EXIT = 5  # StoreError's exit code: the data directory is held by another process
+
+
 def handle_errors(fn):
     @wraps(fn)
     def wrapper(*a, **kw):
@@ -86,4 +89,12 @@ def handle_errors(fn):
         except CostwardenError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except Exception as e:
+            from costwarden.cli.remote import lock_error_line
+
+            line = lock_error_line(e)  # chDB's own lock error: one line, no traceback
+            if line is None:
+                raise
+            click.echo(f"error: {line}", err=True)
+            sys.exit(LOCKED_EXIT)
     return wrapper

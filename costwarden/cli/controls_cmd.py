@@ -1,11 +1,15 @@
-"""`costwarden controls list|release|extend|audit` (every change audited: who, when, why)."""
+"""`costwarden controls list|release|extend|audit` (every change audited: who, when, why).
+
+With `costwarden serve` running on the data directory, each goes through its API (cli/remote.py)."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 import click
 
+from costwarden.cli import via_api
 from costwarden.cli.common import emit, handle_errors
+from costwarden.cli.remote import api_for
 from costwarden.store.queries import AUDIT_SQL
 
 
@@ -23,7 +27,15 @@ def list_(ctx, show_all, as_json):
     """Current controls."""
     from costwarden.cli import open_pipeline
 
-    p = open_pipeline(ctx.find_root())
+    api = api_for(ctx, "status")
+    rows = via_api.controls(api, show_all) if api is not None else _local_controls(open_pipeline(ctx.find_root()),
+                                                                                    show_all)
+    emit(rows, "json" if as_json else "table",
+         ["workflow", "state", "rate_per_min", "budget", "reason", "set_by", "set_at", "expires_at", "active"],
+         title="controls")
+
+
+def _local_controls(p, show_all: bool) -> list[dict]:
     now = datetime.now(timezone.utc)
     rows = []
     for c in p.controls.all():
@@ -33,9 +45,7 @@ def list_(ctx, show_all, as_json):
         rows.append({"workflow": c.workflow, "state": c.state.value, "rate_per_min": c.rate_per_min,
                      "budget": c.budget_id, "reason": c.reason, "set_by": c.set_by, "set_at": c.set_at,
                      "expires_at": c.expires_at, "active": active})
-    emit(rows, "json" if as_json else "table",
-         ["workflow", "state", "rate_per_min", "budget", "reason", "set_by", "set_at", "expires_at", "active"],
-         title="controls")
+    return rows
 
 
 @controls.command()
@@ -48,6 +58,11 @@ def release(ctx, workflow, reason, by):
     """Release a throttle or block; holds until the budget's period ends."""
     from costwarden.cli import open_pipeline
 
+    api = api_for(ctx, "admin")
+    if api is not None:
+        r = via_api.release(api, workflow, reason, by)
+        click.echo(f"released {workflow} (was {r['from']}); audited as {r['by']}: {reason}")
+        return
     p = open_pipeline(ctx.find_root())
     change = p.change_control(lambda book: book.release(workflow, reason=reason, by=by))
     click.echo(f"released {workflow} (was {change.before.state.value}); audited as {by}: {reason}")
@@ -64,8 +79,13 @@ def extend(ctx, workflow, until, reason, by):
     """Keep a throttle or block past its period end."""
     from costwarden.cli import open_pipeline
 
-    p = open_pipeline(ctx.find_root())
     when = datetime.fromisoformat(until).replace(tzinfo=timezone.utc) if until else None
+    api = api_for(ctx, "admin")
+    if api is not None:
+        r = via_api.extend(api, workflow, when, reason, by)
+        click.echo(f"kept {workflow} {r['state']} until {when or 'released'}; audited as {r['by']}")
+        return
+    p = open_pipeline(ctx.find_root())
     change = p.change_control(lambda book: book.extend(workflow, until=when, reason=reason, by=by))
     click.echo(f"kept {workflow} {change.after.state.value} until {when or 'released'}; audited as {by}")
 
@@ -79,8 +99,12 @@ def audit(ctx, workflow, as_json):
     """Every control change: who, when, why."""
     from costwarden.cli import open_pipeline
 
-    p = open_pipeline(ctx.find_root())
-    rows = [r for r in p.store.query(AUDIT_SQL) if workflow is None or r["workflow"] == workflow]
+    api = api_for(ctx, "status")
+    if api is not None:
+        rows = via_api.audit(api, workflow)
+    else:
+        p = open_pipeline(ctx.find_root())
+        rows = [r for r in p.store.query(AUDIT_SQL) if workflow is None or r["workflow"] == workflow]
     emit(rows, "json" if as_json else "table",
          ["at", "workflow", "from_state", "to_state", "rate_per_min", "budget_id", "actor", "actor_kind", "reason"],
          title="control audit")

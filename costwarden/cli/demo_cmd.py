@@ -28,6 +28,9 @@ def demo(ctx, keep, seed):
 
     s = settings_from(ctx)
     s.data_dir = s.data_dir / "demo"
+    from costwarden.cli.remote import guard_local
+
+    guard_local(s)  # a server running on the demo directory: one line, exit 5 (and nothing deleted)
     if not keep and s.data_dir.exists():
         shutil.rmtree(s.data_dir)
     s.budgets.budgets_file = s.budgets.budgets_file or gen.demo_file("demo-budgets.yaml")

@@ -17,7 +17,10 @@ def _store(ctx: click.Context):
     from costwarden.cli import settings_from
     from costwarden.store import migrate, open_store
 
+    from costwarden.cli.remote import guard_local
+
     s = settings_from(ctx.find_root())
+    guard_local(s)  # a running server holds the data directory: one line, exit 5
     s.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(s.store.url.get_secret_value(), str(s.data_dir), s.store.database)
     migrate(store)

@@ -103,7 +103,10 @@ def migrate(ctx):
     """Apply the store's migrations (idempotent) and print what was applied."""
     from costwarden.store import migrate as run, open_store
 
+    from costwarden.cli.remote import guard_local
+
     s = _settings(ctx)
+    guard_local(s)  # a running server holds the data directory: one line, exit 5
     s.data_dir.mkdir(parents=True, exist_ok=True)
     store = open_store(s.store.url.get_secret_value(), str(s.data_dir), s.store.database)
     applied = run(store)

@@ -100,3 +100,30 @@ def test_price_has_no_side_effects(workspace):
     assert [r["cost_usd"] for r in rows] == ["0.280000"] * 3  # the duplicate line is priced too: no state
     assert p.returncode == 3 and "content_field" in p.stderr
     assert not (workspace / "d").exists()
+
+
+def test_a_stale_serve_file_is_ignored_and_local_token_changes_are_audited(workspace):
+    """serve.json left by a killed server (its pid gone, its port closed): the CLI works locally."""
+    from costwarden.api.server import free_port
+
+    data = workspace / "d"
+    data.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    (data / "serve.json").write_text(json.dumps({"url": f"http://127.0.0.1:{free_port()}", "pid": int(dead),
+                                                 "host": "", "started": "", "data_dir": str(data)}))
+    made = json.loads(run(["tokens", "create", "--role", "viewer", "--name", "dash", "--by", "ann", "--json"],
+                          data).stdout)
+    listed = json.loads(run(["tokens", "list", "--json"], data).stdout)
+    prefix = listed[0]["sha256_prefix"]
+    assert made["token"] not in json.dumps(listed) and listed[0]["revoked"] == 0
+    run(["tokens", "revoke", prefix, "--by", "ann", "--reason", "left the team"], data)
+    assert json.loads(run(["tokens", "list", "--json"], data).stdout)[0]["revoked"] == 1
+    p = run(["tokens", "revoke", prefix[:2]], data, check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    code = ("import json, sys; from costwarden.store import open_store; s = open_store('chdb', sys.argv[1]); "
+            "print(json.dumps(s.query('SELECT action, budget_ids, actor, reason FROM {db}.budget_audit ORDER BY seq')))")
+    rows = json.loads(subprocess.run([sys.executable, "-c", code, str(data)], capture_output=True, text=True,
+                                     check=True).stdout)
+    assert rows == [{"action": "token-create", "budget_ids": prefix, "actor": "ann", "reason": ""},
+                    {"action": "token-revoke", "budget_ids": prefix, "actor": "ann", "reason": "left the team"}]
