@@ -107,19 +107,44 @@ class Outbox:
 
     # ---- delivery ------------------------------------------------------------------------
 
-    def due(self, now: datetime, limit: int = 100) -> list[Row]:
+    def due(self, now: datetime, limit: int = 100, budget_ids: Iterable[str] | None = None) -> list[Row]:
+        """Pending rows due at `now`, oldest first (only those of `budget_ids`, when given)."""
+        only = ""
+        if budget_ids is not None:
+            ids = sorted(set(budget_ids))
+            if not ids:
+                return []
+            only = f"AND budget_id IN ({', '.join(_q(b) for b in ids)}) "
         return self.store.query(
             f"SELECT {_COLUMNS} FROM {{db}}.{TABLE} FINAL WHERE status = 'pending' "
-            f"AND next_attempt_at <= {_ts(now)} ORDER BY next_attempt_at, key, channel LIMIT {int(limit)}")
+            f"AND next_attempt_at <= {_ts(now)} {only}ORDER BY next_attempt_at, key, channel LIMIT {int(limit)}")
 
-    def deliver_due(self, notifier: Notifier, now: datetime, limit: int = 100) -> DeliveryReport:
+    def due_budget_ids(self, now: datetime) -> list[str]:
+        """The budget ids that have a pending row due at `now`."""
+        rows = self.store.query(f"SELECT DISTINCT budget_id FROM {{db}}.{TABLE} FINAL WHERE status = 'pending' "
+                                f"AND next_attempt_at <= {_ts(now)}")
+        return [r["budget_id"] for r in rows]
+
+    def deliver_due(self, notifier: Notifier, now: datetime, limit: int = 100,
+                    owns: Callable[[str], bool] | None = None) -> DeliveryReport:
         """Send every pending row due at `now`; record each outcome as a new row version.
         After one failure on a channel, that channel's other rows wait for the next pass, so a
-        dead receiver costs one timeout per pass, not one per alert."""
+        dead receiver costs one timeout per pass, not one per alert.
+
+        `owns(budget_id)`: where several processes share the outbox, only the rows of budgets this
+        one owns now are delivered, and ownership is asked again just before each send (it may be
+        taken away during a pass); nothing owned, nothing sent."""
         sent = retried = failed = deferred = 0
         down: set[str] = set()
         with self._lock:
-            for row in self.due(now, limit):
+            if owns is None:
+                rows = self.due(now, limit)
+            else:
+                mine = [b for b in self.due_budget_ids(now) if owns(b)]
+                rows = self.due(now, limit, mine) if mine else []
+            for row in rows:
+                if owns is not None and not owns(row["budget_id"]):
+                    continue
                 if row["channel"] in down:
                     deferred += 1
                     continue

@@ -50,3 +50,12 @@ class Core:
         if migrate_schema:
             migrate(store)
         return store
+
+
+def load_notifier(settings: Settings):
+    """The alert notifier: Apprise over the configured channels, else the log."""
+    from costwarden.alerts.notifier import AppriseNotifier, LogNotifier
+
+    if settings.alerts.channels:
+        return AppriseNotifier(settings.alerts.channels)
+    return LogNotifier()

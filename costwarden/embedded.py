@@ -17,7 +17,7 @@ from costwarden.alerts.outbox import DeliveryWorker, Outbox
 from costwarden.budgets.controls import ControlBook, ControlChange, Decision
 from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
 from costwarden.budgets.model import BudgetFile
-from costwarden.components import Core, load_budget_file
+from costwarden.components import Core, load_budget_file, load_notifier
 from costwarden.config import Settings
 from costwarden.persist import control_from_row, load_state_rows
 from costwarden.pipeline import BatchLoop, BatchReport
@@ -54,7 +54,7 @@ class EmbeddedPipeline:
                                    settings.limits.limits(), self.clock)
         self.outbox = Outbox(self.store, max_attempts=settings.alerts.max_attempts)
         self.loop = BatchLoop(self.processor, self.store, self.writer, self.outbox, self.clock)
-        self.notifier = notifier or _default_notifier(settings)
+        self.notifier = notifier or load_notifier(settings)
         self.worker = None
         if deliver:
             self.worker = DeliveryWorker(self.outbox, self.notifier, interval=settings.alerts.delivery_interval_s)
@@ -150,10 +150,3 @@ class EmbeddedPipeline:
             self.worker.stop(flush=flush_alerts)
             self.worker = None
 
-
-def _default_notifier(settings: Settings):
-    from costwarden.alerts.notifier import AppriseNotifier, LogNotifier
-
-    if settings.alerts.channels:
-        return AppriseNotifier(settings.alerts.channels)
-    return LogNotifier()

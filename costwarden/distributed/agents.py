@@ -6,17 +6,28 @@
 Records of a take are acknowledged when the agent asks for the next take, i.e. after the
 commit point stored them and the sends were handed to the producer; only acknowledged offsets
 commit (in the same Kafka transaction as the sends under exactly_once).
+
+Rebalances: Faust's `on_partitions_revoked` (sent after the agents went idle, before this member
+rejoins) releases the partitions in both stages and stops their alert deliveries;
+`on_partitions_assigned` starts a takeover per assigned partition (journal replay; budgets:
+marks and controls reloaded, the current controls of the partition's budgets sent again). The
+stages also take a partition over themselves before processing its first slice, so no record is
+processed before its partition's journal was replayed, whichever runs first.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
 import faust
 
 from costwarden.distributed.app import Runtime, slices
+from costwarden.distributed.state import to_json
 
 log = logging.getLogger(__name__)
+
+RESEND_ROUNDS = 5
 
 
 def register(app: faust.App, rt: Runtime) -> None:
@@ -32,6 +43,49 @@ def register(app: faust.App, rt: Runtime) -> None:
     by_budget = topic(k.topic_budget_usage, k.budget_partitions)
     budget_events = topic(k.topic_budget_events, k.partitions)
     controls = topic(k.topic_controls, k.partitions)
+    tasks: set[asyncio.Task] = set()
+
+    async def send_budget(res, confirm: bool = False) -> None:
+        for key, value in res.budget_events:
+            await budget_events.send(key=key, value=value)
+        pending = [(key, value) for key, value in res.controls]
+        for _ in range(RESEND_ROUNDS if confirm else 1):
+            futs = [await controls.send(key=key, value=value) for key, value in pending]
+            if not confirm or not futs:
+                return
+            # A re-sent control may be older than one another process stored and sent meanwhile:
+            # once ours are on the log, send again any that the store has a newer version of
+            # (every writer sends after it stores, so a newer one stored later lands after ours).
+            await asyncio.gather(*futs)
+            sent = {json.loads(v)["workflow"]: json.loads(v)["version"] for _, v in pending}
+            loop = asyncio.get_running_loop()
+            rows = await loop.run_in_executor(None, rt.budget.current_controls, list(sent))
+            pending = [(r["workflow"].encode(), to_json(r)) for r in rows if r["version"] != sent[r["workflow"]]]
+            if not pending:
+                return
+
+    async def take_over(tp: tuple[str, int]) -> None:
+        res = await rt.take_over(tp)
+        if tp[0] == k.topic_budget_usage and res is not None:
+            await send_budget(res, confirm=True)
+
+    async def on_revoked(sender, revoked, **kwargs) -> None:
+        await rt.partitions_revoked({(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_assigned(sender, assigned, **kwargs) -> None:
+        try:  # the topic's own partition count, as the producers see it
+            n = app.consumer.topic_partitions(k.topic_budget_usage)
+        except Exception:
+            n = None
+        tps = {(tp.topic, tp.partition) for tp in assigned}
+        rt.partitions_assigned(tps, n)
+        for tp in sorted(tps):
+            t = asyncio.ensure_future(take_over(tp))
+            tasks.add(t)
+            t.add_done_callback(tasks.discard)
+
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
 
     @app.agent(raw, name="process_raw")
     async def process_raw(stream):
@@ -53,14 +107,11 @@ def register(app: faust.App, rt: Runtime) -> None:
     @app.agent(by_budget, name="evaluate_budgets")
     async def evaluate_budgets(stream):
         async for events in stream.take_events(k.batch_max, within=min(k.batch_within_s, 0.2)):
-            batch = slices(events)
+            batch = slices(events)  # one commit per budget partition
             for sl in batch:
                 rt.next_offset.setdefault((sl.topic, sl.partition), sl.first)
-            res = await rt.commit_point("budget", rt.budget.handle, [json.loads(e.value) for e in events])
-            for key, value in res.budget_events:
-                await budget_events.send(key=key, value=value)
-            for key, value in res.controls:
-                await controls.send(key=key, value=value)
+            res = await rt.commit_point("budget", rt.budget.handle, batch)
+            await send_budget(res)
             rt.metrics.budget_committed(res)
             for sl in batch:
                 rt.next_offset[(sl.topic, sl.partition)] = sl.last + 1

@@ -28,6 +28,8 @@ class WorkerMetrics:
         self.cost = Counter(p + "cost_processed_usd", "Cost of stored events (USD)", registry=r)
         self.lag = Gauge(p + "consumer_lag", "Records behind the end of the partition", ["topic", "partition"],
                          registry=r)
+        self.assigned = Gauge(p + "partition_assigned", "1 while this worker holds the partition",
+                              ["topic", "partition"], registry=r)
         self.write_seconds = Histogram(p + "clickhouse_write_seconds", "Duration of a stage's commit point",
                                        ["stage"], registry=r,
                                        buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
@@ -42,7 +44,7 @@ class WorkerMetrics:
     def raw_committed(self, res) -> None:
         self.events_in.inc(res.events_in)
         self.processed.inc(res.accepted)
-        self.duplicates.inc(res.duplicates + res.replayed)
+        self.duplicates.inc(res.duplicates)  # replayed ones included
         for reason, n in res.dead_reasons.items():
             self.dead.labels(reason).inc(n)
         for pm, n in res.unpriced.items():
@@ -56,6 +58,12 @@ class WorkerMetrics:
         for s in res.signals:
             self.signals.labels(s.kind).inc()
         self.control_changes.inc(len(res.controls))
+
+    def assignment(self, assigned, revoked=()) -> None:
+        for topic, partition in revoked:
+            self.assigned.labels(topic, str(partition)).set(0)
+        for topic, partition in assigned:
+            self.assigned.labels(topic, str(partition)).set(1)
 
     def delivered(self, report) -> None:
         self.alerts_sent.inc(report.sent)

@@ -1,39 +1,53 @@
-"""Stage 1: raw usage -> validate+dedupe, price, attribute (part 1's Processor) -> ClickHouse.
+"""Stage 1: raw usage -> validate+dedupe, price, attribute (the core's enrich step) -> ClickHouse.
 
 Input is one slice per Kafka partition (topic, partition, first..last offset, payloads). The
-commit point is `handle()`: it stores the slice's rows in ONE insert whose dedup token is derived
-from (topic, partition, offset range, the event ids stored), so a retried or replayed identical
-slice is stored once in the raw table AND the rollups fed by it. Before processing, every id the
-dedupe window does not hold is looked up in the store (one query per slice), so an event stored
-by an earlier run, by another worker before a rebalance, or in a different batch shape after a
-crash is stored and counted once. Such an event is still sent on (its earlier sends were aborted
-with the transaction that did not commit its offsets), so the processed topic is at least once:
-its consumers dedupe by event_id. Only after `handle()` returns do the agents send and commit.
+commit point is `handle()`, per slice, the same steps as the embedded batch loop
+(costwarden/pipeline.py):
+
+    1. the partition taken over? (else: re-apply its pending journal entries first, see below)
+    2. parse; ask the store about every id the dedupe window does not hold (`lookup_all`: another
+       worker may have stored it, on this partition before a rebalance or a crash)
+    3. Processor.begin -> enrich -> form ONE Commit (usage rows, dead letters; split by month,
+       a deduplication token per block) -> CommitWriter.commit through the partition's
+       StoreJournal ("raw:<topic>:<partition>", costwarden/store/store_journal.py)
+    4. Processor.commit (the slice's ids enter the window) or, if the write failed, rollback
+
+So an event stored by an earlier run, by another worker before a rebalance, or in a different
+batch shape after a crash is stored and counted once, in the raw table and in every rollup. A
+commit whose writes were cut short (a crash, a failed insert) stays in the journal and is
+re-applied, identically, before anything else of its partition: by this worker when it retries,
+or by whichever worker is assigned the partition next. Events such a replay stores are this
+partition's own unsent events (the Kafka offsets did not commit): the slice that carries them
+again sends them on as accepted, with their cost.
 
 What goes on: processed rows (keyed by workflow), dead letters (keyed by source) and, per
-(budget, period, workflow) touched, one usage record keyed by budget id for stage 2. Replayed
-events already stored still produce a (zero-cost) budget record, so a crash between the store
-write and the send cannot leave a budget unevaluated (any duplicate does; a zero-cost
-record only makes stage 2 re-read a total).
+(budget, period, workflow) touched, one usage record keyed by budget id for stage 2. An event
+found already stored is still sent on (the processed topic is at least once: its consumers
+dedupe by event_id) with a zero-cost budget record, so a crash between the store write and the
+sends cannot leave a budget unevaluated (a zero-cost record only makes stage 2 re-read a total).
+Only after `handle()` returns do the agents send and commit offsets.
 """
 from __future__ import annotations
 
-import hashlib
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Iterable
 
 from costwarden.budgets.controls import ControlBook
 from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.budgets.model import BudgetFile
 from costwarden.budgets.periods import period_bounds
-from costwarden.distributed.state import Core, dedupe_window, to_json
-from costwarden.events import UsageEvent
-from costwarden.store import Store
-from costwarden.store.queries import known_ids_queries
+from costwarden.components import Core
+from costwarden.distributed.state import dedupe_window, to_json
+from costwarden.persist import absorb, stored_ids
+from costwarden.pipeline import form_commit
+from costwarden.store import Store, tables as T
+from costwarden.store.store_journal import StoreJournal
+from costwarden.store.writer import Commit, CommitWriter
 from costwarden.streams.attribution import as_dims
-from costwarden.streams.process import DeadLetter, Processor
+from costwarden.streams.process import Enriched, Processor
 from costwarden.streams.rollup import event_row
 
 
@@ -47,10 +61,9 @@ class Slice:
     last: int
     payloads: list[bytes]
 
-    def token(self, event_ids: list[str]) -> str:
-        h = hashlib.sha256(f"{self.topic}:{self.partition}:{self.first}-{self.last}\n".encode())
-        h.update("\n".join(event_ids).encode())
-        return h.hexdigest()
+    @property
+    def key(self) -> tuple[str, int, int, int]:
+        return (self.topic, self.partition, self.first, self.last)
 
 
 @dataclass
@@ -60,15 +73,15 @@ class Result:
     budget_usage: list[tuple[bytes, bytes]] = field(default_factory=list)  # (budget id, usage JSON)
     events_in: int = 0
     accepted: int = 0
-    duplicates: int = 0
-    replayed: int = 0  # already stored by an earlier attempt: sent on again, not stored or counted
+    duplicates: int = 0  # every event found already stored or repeated (replayed ones included)
+    replayed: int = 0    # of those, sent on again (not stored or counted again)
     dead_reasons: Counter = field(default_factory=Counter)
     unpriced: Counter = field(default_factory=Counter)
     cost_micros: int = 0
-    rows: list[dict] = field(default_factory=list, repr=False)       # to store (one insert, one token)
-    dead_rows: list[dict] = field(default_factory=list, repr=False)
-    token: str = ""
-    written: bool = False
+
+
+def raw_owner(topic: str, partition: int) -> str:
+    return f"raw:{topic}:{partition}"
 
 
 class RawStage:
@@ -81,89 +94,126 @@ class RawStage:
         self.processor = Processor(core.catalogue, core.attributor, empty, ControlBook(), dedupe_window(store, s),
                                    s.limits.limits(), self.clock)
         self.budgets = BudgetLedger(core.budgets)  # only for matching scopes; stage 2 evaluates
-        self._pending: dict[tuple, Result] = {}   # formed slices whose write has not succeeded yet
+        self.lock = threading.RLock()  # the agent's commit point and a takeover run in worker threads
+        self._writers: dict[tuple[str, int], CommitWriter] = {}
+        self._taken: set[tuple[str, int]] = set()  # partitions whose journal was replayed since assigned
+        # stored by a journal replay of the partition, not sent on yet: event id -> stored row
+        self._replayed: dict[tuple[str, int], dict[str, dict]] = {}
+        # slices committed by a call that failed on a later slice: handed out when it is retried
+        self._committed: dict[tuple, Result] = {}
 
+    # --- partitions -----------------------------------------------------------------------------
+    def writer(self, topic: str, partition: int) -> CommitWriter:
+        w = self._writers.get((topic, partition))
+        if w is None:
+            w = self._writers[(topic, partition)] = CommitWriter(self.store)
+            w.journal = StoreJournal(w.store, raw_owner(topic, partition))  # w.store: with fault injection
+        return w
+
+    def take_over(self, topic: str, partition: int) -> int:
+        """Re-apply the partition's pending journal entries (a previous owner's, or ours); then the
+        partition is ours to process. Returns how many commits were re-applied."""
+        with self.lock:
+            if (topic, partition) in self._taken:
+                return 0
+            done = self.writer(topic, partition).recover()
+            self._absorb((topic, partition), done)
+            self._taken.add((topic, partition))
+            return len(done)
+
+    def release(self, tps: Iterable[tuple[str, int]]) -> None:
+        """Partitions revoked: taken over again (journal replayed) if they come back."""
+        with self.lock:
+            for tp in tps:
+                self._taken.discard(tp)
+                self._writers.pop(tp, None)
+                self._replayed.pop(tp, None)
+
+    def _absorb(self, tp: tuple[str, int], commits: list[Commit]) -> None:
+        if not commits:
+            return
+        absorb(self.processor, commits)
+        mine = self._replayed.setdefault(tp, {})
+        for c in commits:
+            for r in c.rows(T.USAGE):
+                mine[r["event_id"]] = r
+
+    # --- the commit point -----------------------------------------------------------------------
     def handle(self, slices: list[Slice]) -> Result:
-        """Process and store every slice (the commit point). Raises if ClickHouse cannot be
-        written; the caller retries the same slices, and a slice whose write failed is written
-        again exactly as formed the first time (same rows, same token): if the server stored the
-        raw block but not every rollup before it failed, the retry fills in the rollups only."""
-        result = Result()
-        keys = [(sl.topic, sl.partition, sl.first, sl.last) for sl in slices]
-        for key, sl in zip(keys, slices):
-            part = self._pending.get(key)
-            if part is None:
-                part = self._pending[key] = self._form(sl)
-            if not part.written:
-                self._write(part)
-                part.written = True
-        for key in keys:
-            _merge(result, self._pending.pop(key))
-        return result
+        """Process and store every slice, one commit each. Raises StoreError if the store cannot
+        be written, with memory as before the failed slice; the caller retries the same slices
+        (a slice committed before the failure is not processed again, its result is kept)."""
+        with self.lock:
+            for sl in slices:
+                if sl.key not in self._committed:
+                    self._committed[sl.key] = self._one(sl)
+            result = Result()
+            for sl in slices:
+                _merge(result, self._committed.pop(sl.key))
+            return result
 
-    def _write(self, part: "Result") -> None:
-        if part.rows:
-            self.store.insert("usage_events", part.rows, dedup_token=part.token)
-        if part.dead_rows:
-            self.store.insert("dead_letters", part.dead_rows, dedup_token=part.token + "-dead")
-
-    def _form(self, sl: Slice) -> "Result":
+    def _one(self, sl: Slice) -> Result:
+        tp = (sl.topic, sl.partition)
+        if tp not in self._taken:
+            self.take_over(*tp)
+        w = self.writer(*tp)
+        if w.pending:  # our own commit of this partition that failed: re-applied first
+            self._absorb(tp, w.recover())
         proc = self.processor
-        dd = proc.dedupe
         source = f"kafka:{sl.topic}"
-        parsed = [proc.parse(p, source) for p in sl.payloads]
-        events = [e for e in parsed if isinstance(e, UsageEvent)]
-        known = self._stored_ids([e for e in events if e.event_id not in dd])
-        rows, resent, dead, ticks, in_slice = [], [], [], {}, set()
-        part = Result()
-        for item in parsed:
-            part.events_in += 1
-            if isinstance(item, DeadLetter):
-                dead.append(item.row())
-                part.dead_reasons[item.reason] += 1
+        items = [proc.parse(p, source) for p in sl.payloads]
+        known = stored_ids(self.store, proc.lookups(items))
+        proc.begin()
+        try:
+            enriched = proc.enrich(items, known)
+            w.commit(form_commit(enriched, [], [], None, self.clock()))
+        except BaseException:
+            proc.rollback()
+            raise
+        proc.commit()
+        return self._result(tp, len(items), enriched)
+
+    def _result(self, tp: tuple[str, int], n: int, e: Enriched) -> Result:
+        part = Result(events_in=n)
+        ticks: dict[tuple, dict] = {}
+        rows = list(e.rows)
+        for row, c in zip(e.rows, e.charges):
+            self._tick(ticks, c.dims, c.at, c.key, c.cost_micros)
+        replayed = self._replayed.get(tp) or {}
+        accepted = {r["event_id"] for r in rows}
+        resent: list[dict] = []
+        now = self.clock()
+        for ev in e.duplicates:
+            if ev.event_id in accepted:  # a repeat inside the slice
                 continue
-            out = proc.process(item)
-            if out.duplicate:
-                # Maybe a replay whose sends were lost in a crash (after the store write, before
-                # the sends): send the row on again (the processed topic is at least once) and
-                # have stage 2 look at the budgets again with a zero-cost record.
-                part.duplicates += 1
-                if item.event_id not in in_slice:
-                    attributed = proc.attributor.attribute(item)
-                    resent.append(event_row(item, proc.catalogue.price(item), attributed, self.clock()))
-                    self._tick(ticks, item, as_dims(item, attributed), 0)
+            accepted.add(ev.event_id)
+            row = replayed.pop(ev.event_id, None)
+            if row is not None:  # stored by this partition's journal replay, never sent: ours
+                rows.append(row)
+                self._tick(ticks, _row_dims(row), row["occurred_at"], row["api_key_id"] or row["project_id"],
+                           row["cost_micros"])
                 continue
-            in_slice.add(item.event_id)
-            row = out.row
-            if row["event_id"] in known:  # stored by an earlier attempt: send on, store and count once
-                resent.append(row)
-                self._tick(ticks, item, _dims(row, item), 0)
-                continue
-            rows.append(row)
-            part.cost_micros += row["cost_micros"]
-            if row["unpriced"]:
-                part.unpriced[f"{row['provider']}/{row['model']}"] += 1
-            self._tick(ticks, item, _dims(row, item), row["cost_micros"])
-        dd.end_batch()
-        part.rows, part.dead_rows = rows, dead
-        part.token = sl.token([r["event_id"] for r in rows])
+            # Stored before (maybe by a run whose sends were lost in a crash): send the row on
+            # again and have stage 2 look at the budgets again with a zero-cost record.
+            attributed = self.core.attributor.attribute(ev)
+            resent.append(event_row(ev, self.core.catalogue.price(ev), attributed, now))
+            at = ev.attribution
+            self._tick(ticks, as_dims(ev, attributed), ev.occurred_at, at.api_key_id or at.project_id or "", 0)
+        for r in rows:
+            part.cost_micros += r["cost_micros"]
+            if r["unpriced"]:
+                part.unpriced[f"{r['provider']}/{r['model']}"] += 1
+        dead = [d.row() for d in e.dead]
+        part.dead_reasons.update(d["reason"] for d in dead)
         part.accepted = len(rows)
+        part.duplicates = len(e.duplicates) - (len(rows) - len(e.rows))
         part.replayed = len(resent)
         part.processed = [(r["workflow"].encode(), to_json(r)) for r in rows + resent]
         part.dead = [(d["source"].encode(), to_json(d)) for d in dead]
         part.budget_usage = [(t["budget_id"].encode(), to_json(t)) for t in ticks.values()]
         return part
 
-    def _stored_ids(self, events: list[UsageEvent]) -> set[str]:
-        ids = sorted({e.event_id for e in events})
-        found: set[str] = set()
-        for q in known_ids_queries(ids):
-            found.update(r["event_id"] for r in self.store.query(q.to_sql()))
-        return found
-
-    def _tick(self, ticks: dict, ev: UsageEvent, dims: dict, cost: int) -> None:
-        key = ev.attribution.api_key_id or ev.attribution.project_id or ""
-        at = ev.occurred_at
+    def _tick(self, ticks: dict, dims: dict, at: datetime, key: str, cost: int) -> None:
         for b in self.budgets.matching(dims):
             if b.period.rolling_seconds is None:
                 period = period_bounds(b.period, at, self.budgets.tz)[0].isoformat()
@@ -179,9 +229,11 @@ class RawStage:
                 t["points"].append([at, cost])
 
 
-def _dims(row: dict, ev: UsageEvent) -> dict:
+def _row_dims(row: dict) -> dict:
+    """The dimensions budgets match on, from a stored row (as streams.attribution.as_dims)."""
     return {"team": row["team"], "workflow": row["workflow"], "cost_center": row["cost_center"],
-            "env": row["env"], "provider": ev.provider, "model": ev.model, "org": ev.attribution.tags.get("org")}
+            "env": row["env"], "provider": row["provider"], "model": row["model"],
+            "org": (row.get("tags") or {}).get("org")}
 
 
 def _merge(res: Result, part: Result) -> None:

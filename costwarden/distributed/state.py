@@ -1,4 +1,5 @@
-"""State of a distributed worker: rebuilt from ClickHouse at start, never from Kafka.
+"""State of a distributed worker: rebuilt from ClickHouse at start and when a partition is
+assigned, never from Kafka.
 
 Why the store and not Faust tables: the dedupe mark of an event IS its stored row, a fired
 threshold IS its `budget_events` row and a control IS its `controls` row, each written at the
@@ -10,53 +11,27 @@ store's own sums (see budget_stage.py), so they stay exact when workers share th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from typing import Any
 
-from costwarden.budgets.model import BudgetFile
+from costwarden.components import Core  # re-exported: components.py is the one place that builds them
 from costwarden.config import Settings
 from costwarden.persist import control_from_row
-from costwarden.store import Store, migrate, open_store
+from costwarden.store import Store
 from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery
-from costwarden.streams.attribution import Attributor, default_rules, load_rules
-from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
 
-
-@dataclass
-class Core:
-    """What both stages share: the settings, budgets, catalogue and attribution rules."""
-
-    settings: Settings
-    budgets: BudgetFile
-    catalogue: PriceCatalogue
-    attributor: Attributor
-
-    @classmethod
-    def load(cls, settings: Settings, budgets: BudgetFile | None = None) -> "Core":
-        from costwarden.embedded import load_budget_file
-
-        b = settings.budgets
-        catalogue = PriceCatalogue.from_yaml(b.catalogue_file) if b.catalogue_file else PriceCatalogue.default()
-        rules = load_rules(b.rules_file) if b.rules_file else default_rules()
-        return cls(settings, budgets if budgets is not None else load_budget_file(settings), catalogue,
-                   Attributor(rules))
-
-    def open_store(self, migrate_schema: bool = False) -> Store:
-        s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(s.store.url.get_secret_value(), str(s.data_dir), s.store.database)
-        if migrate_schema:
-            migrate(store)
-        return store
+__all__ = ["Core", "control_from_message", "controls_and_fired", "dedupe_window", "to_json"]
 
 
 def dedupe_window(store: Store, settings: Settings) -> DedupeWindow:
+    """The raw stage's window: newest stored ids as a cache; with `lookup_all` every id it does not
+    hold is asked of the store (another worker may have stored it, before a rebalance or on
+    another partition), so dedupe is exact whatever the bounds."""
     p = settings.pipeline
-    window = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries)
+    window = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries, lookup_all=True)
     window.mark_seen((r["event_id"], r["occurred_at"])
                      for r in store.query(RecentIdsQuery(p.dedupe_horizon_hours, p.dedupe_max_entries).to_sql()))
     return window

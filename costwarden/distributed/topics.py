@@ -22,6 +22,22 @@ log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 
 
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition a keyed record goes to, as the producers compute it: Faust's producer (no
+    `producer_partitioner` set) and `ingest-kafka` use aiokafka's DefaultPartitioner, which is the
+    Java client's: murmur2(key) & 0x7fffffff, modulo the number of partitions, indexing the
+    partition ids in order (0..n-1). So a worker can tell which budget ids the by-budget
+    partitions it holds cover (costwarden/distributed/app.py: alert delivery)."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def budget_partition(budget_id: str, partitions: int) -> int:
+    """The `usage.by-budget` partition of a budget id (records are keyed by the id's UTF-8)."""
+    return key_partition(budget_id.encode(), partitions)
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str

@@ -97,7 +97,16 @@ class CommitWriter:
                 self.pending = True
             raise _retryable(e) from e
         if self.journal is not None:
+            self._done(c)
+
+    def _done(self, c: Commit) -> None:
+        """Every table write succeeded: the commit stands, whatever the journal says next. If the
+        entry cannot be removed, it is re-applied (a no-op, by its tokens) before the next commit."""
+        try:
             self.journal.done(c)
+        except Exception as e:
+            log.warning("commit %s is stored but its journal entry stays (%s); it is re-applied next", c.id, e)
+            self.pending = True
 
     def apply(self, c: Commit) -> None:
         for table, rows, token in c.blocks:
@@ -107,17 +116,21 @@ class CommitWriter:
         """Write every journalled commit again (same rows, same tokens), oldest first. Returns
         them, so the caller can rebuild what depends on them; raises StoreError if one fails."""
         done = []
-        for c in self.journal.pending() if self.journal is not None else ():
+        try:
+            entries = self.journal.pending() if self.journal is not None else []
+        except Exception as e:
+            raise _retryable(e) from e
+        self.pending = False
+        for c in entries:
             try:
                 self.apply(c)
             except Exception as e:
                 self.pending = True
                 raise _retryable(e) from e
-            self.journal.done(c)
+            self._done(c)
             done.append(c)
         if done:
             log.warning("re-applied %d commit(s) from the journal", len(done))
-        self.pending = False
         return done
 
     def write(self, table: str, rows: Sequence[Row]) -> None:

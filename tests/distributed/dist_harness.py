@@ -44,14 +44,11 @@ def truth(lines: list[bytes]) -> dict:
     proc = Processor(PriceCatalogue.default(), Attributor(load_rules(RULES)),
                      BudgetLedger(BudgetFile(version=1, budgets=[])), ControlBook(),
                      DedupeWindow(timedelta(days=3650), 10_000_000))
-    events = cost = dead = 0
-    for line in lines:
-        out = proc.handle(line)
-        if out.dead is not None:
-            dead += 1
-        elif not out.duplicate:
-            events += 1
-            cost += out.row["cost_micros"]
+    items = [proc.parse(line, "truth") for line in lines]
+    proc.begin()
+    out = proc.enrich(items)
+    proc.commit()
+    events, cost, dead = len(out.rows), sum(r["cost_micros"] for r in out.rows), len(out.dead)
     return {"events": events, "cost_micros": cost, "dead": dead}
 
 
@@ -172,3 +169,94 @@ def read_topic(bootstrap: str, name: str, timeout_s: float = 5.0) -> list[tuple[
 
 def json_lines(records) -> list[dict]:
     return [json.loads(v) for _, v in records]
+
+
+def produce_to(bootstrap: str, name: str, records: list[tuple[bytes, bytes, int | None]]) -> None:
+    """Produce (key, value, partition) records; partition None: the key decides, as usual."""
+    import asyncio
+
+    from aiokafka import AIOKafkaProducer
+
+    async def run():
+        p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        await p.start()
+        try:
+            futs = [await p.send(name, value=v, key=k, partition=part) for k, v, part in records]
+            await asyncio.gather(*futs)
+        finally:
+            await p.stop()
+
+    asyncio.run(run())
+
+
+def read_partitions(bootstrap: str, name: str, timeout_s: float = 3.0) -> list[tuple[int, bytes, bytes]]:
+    """Every record of a topic as (partition, key, value)."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer
+
+    async def run():
+        c = AIOKafkaConsumer(name, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, group_id=None)
+        await c.start()
+        out = []
+        try:
+            idle = time.monotonic()
+            while time.monotonic() - idle < timeout_s:
+                batch = await c.getmany(timeout_ms=300)
+                for tp, recs in batch.items():
+                    if recs:
+                        idle = time.monotonic()
+                    out.extend((tp.partition, r.key, r.value) for r in recs)
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(run())
+
+
+def scrape(port: int) -> dict[str, float]:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+class Receiver:
+    """A local HTTP receiver for Apprise's json:// scheme: records every POST's JSON body."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                received.append((time.monotonic(), json.loads(raw)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def alert_keys(self) -> list[str]:
+        import re
+
+        return [m.group(1) for _, body in self.received
+                for m in [re.search(r"Alert key: (\S+)", body.get("message", ""))] if m]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
