@@ -42,16 +42,17 @@ def main() -> int:
         rng = random.Random(args.seed)
         d, kills, runs = root / "killed", 0, 0
         d.mkdir()
-        while kills < args.kills:
+        while kills < args.kills:  # each run re-delivers the whole file; stop once one finishes
             runs += 1
             p = subprocess.Popen([sys.executable, "-m", "costwarden.cli", "ingest", str(events), "--json"],
                                  env=env_for(d, args.batch, **extra), stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, cwd=root)
-            time.sleep(rng.uniform(0.5, max(1.0, full_s)))
-            if p.poll() is None:
-                p.kill()
-                kills += 1
+            time.sleep(rng.uniform(1.0, max(2.0, full_s / 3)))
+            if p.poll() is not None:
+                break
+            p.kill()
             p.wait()
+            kills += 1
         last = ingest(d, events, args.batch, **extra)
         assert last.returncode == 0, last.stderr[-2000:]
         got = snapshot(d)
