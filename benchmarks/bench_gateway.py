@@ -5,8 +5,12 @@
 3. Overshoot of a $X hard budget under N concurrent gateway workers: reserve-then-settle vs
    check-then-report, side by side
 4. Time from the crossing event to every SDK replica's cache seeing the block
+5. Overshoot of a hard budget through the real LiteLLM proxy with the costwarden callback, 16
+   openai-client threads: check-only vs reserve-then-settle (worst-case and p99 holds), side by
+   side (benchmarks/proxy_overshoot.py; needs the proxy's dependencies, `pip install -e '.[test]'`)
 
     python benchmarks/bench_gateway.py [--workers 32] [--budget 1.00] [--rate 500] [--replicas 3]
+    python benchmarks/bench_gateway.py --proxy-only [--proxy-threads 16]     # section 5 alone
 """
 from __future__ import annotations
 
@@ -59,9 +63,9 @@ def event(wf: str, n_in: int = ACT_IN, n_out: int = ACT_OUT) -> dict:
 
 
 class Server:
-    def __init__(self, amount: str) -> None:
+    def __init__(self, amount: str, budgets: str | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="cw-bench-"))
-        (self.dir / "budgets.yaml").write_text(budgets_yaml(amount))
+        (self.dir / "budgets.yaml").write_text(budgets or budgets_yaml(amount))
         self.port = free_port()
         base = [sys.executable, "-m", "costwarden.cli", "--data-dir", str(self.dir / "data"),
                 "--budgets", str(self.dir / "budgets.yaml")]
@@ -205,7 +209,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--call-ms", type=float, default=50.0, help="simulated model call latency")
     ap.add_argument("--replicas", type=int, default=3, help="SDK guards watching for the block")
+    ap.add_argument("--proxy-threads", type=int, default=16, help="client threads per LiteLLM proxy (section 5)")
+    ap.add_argument("--proxy-only", action="store_true", help="run section 5 only")
+    ap.add_argument("--no-proxy", action="store_true", help="skip section 5")
     a = ap.parse_args()
+    if a.proxy_only:
+        return bench_proxy(a.proxy_threads)
     srv = Server(a.budget)
     guards = []
     try:
@@ -238,6 +247,19 @@ def main() -> None:
           f"median {statistics.median(lat):.1f} ms, max {max(lat):.1f} ms ({len(lat)} rounds)")
     print(f"    of which the crossing event's POST /v1/events (parse, price, evaluate, chDB flush): median "
           f"{statistics.median(posts):.1f} ms; controls are published after the flush")
+    if not a.no_proxy:
+        bench_proxy(a.proxy_threads)
+
+
+def bench_proxy(threads: int, budget_micros: int = 200, max_tokens: int = 256) -> None:
+    import proxy_overshoot as px
+
+    srv = Server("1.00", budgets=px.budgets_yaml(budget_micros))
+    try:
+        results = px.run(srv.url, srv.tokens, threads, budget_micros, max_tokens)
+    finally:
+        srv.stop()
+    px.report(results, threads, budget_micros, max_tokens)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """POST /v1/events (usage in) and /v1/reservations (reserve-then-settle admission)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,7 +14,7 @@ from costwarden.api.owner import route
 from costwarden.api.reservations import Refused
 from costwarden.errors import InvalidEventError
 from costwarden.events import UsageEvent
-from costwarden.money import from_micros
+from costwarden.money import from_micros, to_micros
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 
@@ -71,11 +71,17 @@ class ReserveIn(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict, max_length=64,
                                  description="attribution tags (team, env, org ...) used to match budgets")
     ttl_s: float | None = Field(None, gt=0, le=86_400)
+    sizing: Literal["quantile", "worst"] = Field(
+        "quantile", description="quantile: the smaller of the worst case and the workflow's recent p99 cost per "
+                                "call (never below the input alone); worst: max input + max output tokens")
 
 
 @router.post("/reservations", tags=["reservations"], status_code=201,
-             summary="reserve the most a call can cost against the workflow's hard budgets",
-             responses={409: {"description": "refused: a hard budget would be passed, or the workflow is blocked"},
+             summary="hold what a call may cost against the workflow's hard budgets",
+             responses={409: {"description": "refused. `error`: `budget_exceeded` (the workflow is blocked, or the "
+                                             "budget cannot pay this call in this period; `x-should-retry: false`) "
+                                             "or `budget_reserved` (holds of calls in flight are in the way; "
+                                             "`Retry-After`, `x-should-retry: true`)"},
                         422: {"description": "model not in the price catalogue"},
                         501: {"description": "distributed mode without `api.replicas`"},
                         503: {"description": "distributed mode: the workflow's owner replica did not answer"}})
@@ -90,7 +96,7 @@ async def reserve(body: ReserveIn, request: Request, response: Response,
     try:
         hold = await rt.thread.run(lambda: book.reserve(
             body.workflow, body.model, body.provider.strip().lower(), body.max_input_tokens,
-            body.max_output_tokens, body.tags, body.ttl_s))
+            body.max_output_tokens, body.tags, body.ttl_s, body.sizing))
     except Refused:
         m.labels("refused").inc()
         raise
@@ -122,7 +128,13 @@ async def settle(hold_id: str, request: Request, response: Response,
     item = parsed.items[0]
     if item.event is None:
         raise InvalidEventError(item.reason, item.detail)
-    return await rt.settle(hold_id, item.event, item.raw, f"api:{who.name}")
+    book = rt.reservations
+    hold = book.holds.get(hold_id)  # a read: the hold's workflow, for the recent-cost sample
+    out = await rt.settle(hold_id, item.event, item.raw, f"api:{who.name}")
+    if hold is not None and out.get("cost_usd") is not None and out.get("accepted"):
+        cost = to_micros(out["cost_usd"])
+        rt.thread.submit(lambda: book.observe(hold.workflow, cost))  # no need to wait for it
+    return out
 
 
 @router.post("/reservations/{hold_id}/release", tags=["reservations"],
