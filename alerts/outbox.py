@@ -20,22 +20,12 @@ from typing import Callable, Iterable
 from costwarden.alerts.message import BudgetAlert, format_alert
 from costwarden.alerts.notifier import Notifier
 from costwarden.errors import DeliveryError
+from costwarden.store import outbox as table
 from costwarden.store.base import Row, Store
 
 log = logging.getLogger(__name__)
 
-TABLE = "alert_outbox"
-_COLUMNS = "key, version, created_at, budget_id, channel, title, body, status, attempts, next_attempt_at, last_error"
-
-
-def _q(s: str) -> str:
-    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _ts(dt: datetime) -> str:
-    if dt.tzinfo is None:
-        raise ValueError("naive datetime")
-    return "toDateTime64(" + _q(dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]) + ", 3, 'UTC')"
+TABLE = table.TABLE
 
 
 @dataclass(frozen=True)
@@ -76,12 +66,7 @@ class Outbox:
     # ---- enqueue -------------------------------------------------------------------------
 
     def _existing(self, keys: Iterable[str]) -> set[tuple[str, str]]:
-        keys = sorted(set(keys))
-        if not keys:
-            return set()
-        rows = self.store.query(f"SELECT DISTINCT key, channel FROM {{db}}.{TABLE} FINAL "
-                                f"WHERE key IN ({', '.join(_q(k) for k in keys)})")
-        return {(r["key"], r["channel"]) for r in rows}
+        return table.existing(self.store, keys)
 
     def already_enqueued(self, keys: Iterable[str]) -> set[str]:
         """The keys among `keys` that have a row for at least one channel."""
@@ -101,29 +86,24 @@ class Outbox:
                 rows.append({"key": a.key, "version": self._version(), "created_at": now,
                              "budget_id": a.budget_id, "channel": channel, "title": title, "body": body,
                              "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": ""})
-        if write and rows:
-            self.store.insert(TABLE, rows)
+        if write:
+            table.write(self.store, rows)
         return rows
 
     # ---- delivery ------------------------------------------------------------------------
 
     def due(self, now: datetime, limit: int = 100, budget_ids: Iterable[str] | None = None) -> list[Row]:
         """Pending rows due at `now`, oldest first (only those of `budget_ids`, when given)."""
-        only = ""
+        ids = None
         if budget_ids is not None:
-            ids = sorted(set(budget_ids))
+            ids = tuple(sorted(set(budget_ids)))
             if not ids:
                 return []
-            only = f"AND budget_id IN ({', '.join(_q(b) for b in ids)}) "
-        return self.store.query(
-            f"SELECT {_COLUMNS} FROM {{db}}.{TABLE} FINAL WHERE status = 'pending' "
-            f"AND next_attempt_at <= {_ts(now)} {only}ORDER BY next_attempt_at, key, channel LIMIT {int(limit)}")
+        return self.store.query(table.DueQuery(now, limit, ids).to_sql())
 
     def due_budget_ids(self, now: datetime) -> list[str]:
         """The budget ids that have a pending row due at `now`."""
-        rows = self.store.query(f"SELECT DISTINCT budget_id FROM {{db}}.{TABLE} FINAL WHERE status = 'pending' "
-                                f"AND next_attempt_at <= {_ts(now)}")
-        return [r["budget_id"] for r in rows]
+        return [r["budget_id"] for r in self.store.query(table.DueBudgetsQuery(now).to_sql())]
 
     def deliver_due(self, notifier: Notifier, now: datetime, limit: int = 100,
                     owns: Callable[[str], bool] | None = None) -> DeliveryReport:
@@ -172,25 +152,18 @@ class Outbox:
                     new["attempts"] = row["attempts"] + 1
                     new["last_error"] = ""
                     sent += 1
-                self.store.insert(TABLE, [new])
+                table.write(self.store, [new])
         return DeliveryReport(sent, retried, failed, deferred)
 
     # ---- reading -------------------------------------------------------------------------
 
     def pending_count(self) -> int:
-        rows = self.store.query(f"SELECT count() AS n FROM {{db}}.{TABLE} FINAL WHERE status = 'pending'")
+        rows = self.store.query(table.PENDING_COUNT_SQL)
         return int(rows[0]["n"]) if rows else 0
 
     def rows(self, key: str | None = None, status: str | None = None, limit: int = 1000) -> list[Row]:
         """Current state of outbox rows, newest first (for the CLI and status pages)."""
-        where = []
-        if key is not None:
-            where.append(f"key = {_q(key)}")
-        if status is not None:
-            where.append(f"status = {_q(status)}")
-        cond = f"WHERE {' AND '.join(where)} " if where else ""
-        return self.store.query(f"SELECT {_COLUMNS} FROM {{db}}.{TABLE} FINAL {cond}"
-                                f"ORDER BY created_at DESC, key, channel LIMIT {int(limit)}")
+        return self.store.query(table.RowsQuery(key, status, limit).to_sql())
 
 
 class DeliveryWorker:

@@ -193,6 +193,7 @@ def enqueue_drift_alert(store: Store, rows: list[DriftRow], period: str, thresho
     """One outbox row for the rows over the threshold (none if none are). The key covers the set of
     drifting rows, so re-running reconcile does not alert again until the drift changes."""
     from costwarden.alerts.outbox import Outbox
+    from costwarden.store import outbox as outbox_table
 
     over = [r for r in rows if r.over]
     if not over:
@@ -203,7 +204,7 @@ def enqueue_drift_alert(store: Store, rows: list[DriftRow], period: str, thresho
     if key in outbox.already_enqueued([key]):
         return None
     title, body = drift_message(rows, period, threshold_pct)
-    store.insert("alert_outbox", [{"key": key, "version": time.time_ns() // 1000, "created_at": now,
+    outbox_table.write(store, [{"key": key, "version": time.time_ns() // 1000, "created_at": now,
                                    "budget_id": "reconcile", "channel": channel, "title": title, "body": body,
                                    "status": "pending", "attempts": 0, "next_attempt_at": now, "last_error": ""}])
     return key

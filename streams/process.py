@@ -93,6 +93,11 @@ def _payload_text(payload: Any, limit: int = PAYLOAD_LIMIT) -> str:
     return text[:limit]
 
 
+def dead_letter(payload: Any, source: str, reason: str, detail: str, at: datetime) -> DeadLetter:
+    """The one way a dead letter is made: detail and payload capped, whatever the entry point."""
+    return DeadLetter(at, source, reason, detail[:2000], _payload_text(payload))
+
+
 class Processor:
     def __init__(self, catalogue: PriceCatalogue, attributor: Attributor, ledger: BudgetLedger,
                  controls: ControlBook, dedupe: DedupeWindow, limits: Limits | None = None,
@@ -142,7 +147,7 @@ class Processor:
             return self.dead_letter(payload, source, e.reason, e.detail)
 
     def dead_letter(self, payload: Any, source: str, reason: str, detail: str) -> DeadLetter:
-        return DeadLetter(self.clock(), source, reason, detail[:2000], _payload_text(payload))
+        return dead_letter(payload, source, reason, detail, self.clock())
 
     def lookups(self, items: Iterable[UsageEvent | DeadLetter]) -> list[str]:
         """Ids of the batch the store must be asked about (absence from the window proves nothing)."""

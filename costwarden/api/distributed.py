@@ -22,7 +22,6 @@ Store I/O runs on one PipelineThread (as in embedded mode); Kafka clients on one
 """
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timezone
 
@@ -32,12 +31,15 @@ from costwarden.api.owner import ReplicaRouter
 from costwarden.api.owner_book import OwnerBook
 from costwarden.api.runtime import PipelineThread
 from costwarden.budgets.controls import ControlBook, ControlChange
-from costwarden.errors import NotOfferedError
 from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.config import Settings
+from costwarden.errors import NotOfferedError
 from costwarden.money import from_micros
 from costwarden.persist import change_rows, store_seeder
-from costwarden.streams.process import DeadLetter
+from costwarden.store import tables as T
+from costwarden.store.store_journal import StoreJournal
+from costwarden.store.writer import Commit, CommitWriter
+from costwarden.streams.process import dead_letter
 
 log = logging.getLogger("costwarden.api")
 
@@ -67,6 +69,10 @@ class DistributedRuntime:
         try:
             self.store = self.thread.call(lambda: self.core.open_store(migrate_schema=True))
             self._closers.insert(0, self.store.close)
+            # this API's own commits (dead letters, people's control changes); any replica finishes
+            # one a crashed replica left in the journal
+            self.writer = CommitWriter(self.store, StoreJournal(self.store, "api"))
+            self.thread.call(self.writer.recover)
             self.loop.call(create_topics_async(k.bootstrap_servers, topic_specs(k)))
             self.producer = Producer(self.loop, k.bootstrap_servers)
             self._closers.insert(0, self.producer.close)
@@ -104,8 +110,7 @@ class DistributedRuntime:
         now = datetime.now(timezone.utc)
         for i in parsed.items:
             if i.event is None:
-                payload = i.raw if isinstance(i.raw, str) else json.dumps(i.raw, default=str)
-                d = DeadLetter(now, source, i.reason, i.detail[:2000], payload).row()
+                d = dead_letter(i.raw, source, i.reason, i.detail, now).row()
                 dead.append(d)
                 records.append((k.topic_dead_letter, source.encode(), _payload_bytes(d)))
                 results.append({"index": i.index, "status": "rejected", "reason": i.reason, "detail": i.detail})
@@ -114,7 +119,7 @@ class DistributedRuntime:
                 results.append({"index": i.index, "event_id": i.event.event_id, "status": "accepted"})
         await self.producer.send_all(records)  # acks=all: durable in Kafka before we answer
         if dead:  # also where `costwarden` reads dead letters from, as the workers do
-            await self.thread.run(lambda: self.store.insert("dead_letters", dead))
+            await self.thread.run(lambda: self.writer.commit(Commit.form({T.DEAD_LETTERS: dead})))
         accepted = len(results) - len(dead)
         return {"accepted": accepted, "duplicates": 0, "rejected": len(dead), "cost_micros": None,
                 "control_changes": [], "results": results}
@@ -153,10 +158,8 @@ class DistributedRuntime:
 
         current, audit = change_rows([change])
 
-        def store():
-            self.store.insert("controls", current)  # the workers take it from here
-            self.store.insert("control_audit", audit)
-        await self.thread.run(store)
+        # the workers take it from here (budget_stage adopts people's changes from the store)
+        await self.thread.run(lambda: self.writer.commit(Commit.form({T.CONTROLS: current, T.CONTROL_AUDIT: audit})))
         k = self.settings.kafka
         await self.producer.send_all([(k.topic_controls, r["workflow"].encode(), to_json(r)) for r in current])
         self.cache.apply(change.after)  # read-your-writes here; the topic brings it to every replica

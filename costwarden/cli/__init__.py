@@ -114,16 +114,15 @@ def _print_summary(summary: dict, as_json: bool) -> None:
 @handle_errors
 def price(ctx, source):
     """Price canonical events (FILE or -): priced, attributed rows out as JSON lines; no side effects."""
-    from costwarden.streams.attribution import Attributor, default_rules, load_rules
-    from costwarden.streams.catalogue import PriceCatalogue
-    from costwarden.events import parse_event
-    from costwarden.errors import InvalidEventError
     from datetime import datetime, timezone
+
+    from costwarden.components import load_attributor, load_catalogue
+    from costwarden.errors import InvalidEventError
+    from costwarden.events import parse_event
     from costwarden.streams.rollup import event_row
 
     s = settings_from(ctx)
-    cat = PriceCatalogue.from_yaml(s.budgets.catalogue_file) if s.budgets.catalogue_file else PriceCatalogue.default()
-    attr = Attributor(load_rules(s.budgets.rules_file) if s.budgets.rules_file else default_rules())
+    cat, attr = load_catalogue(s), load_attributor(s)
     bad = 0
     for n, line in enumerate(read_lines(source), 1):
         try:

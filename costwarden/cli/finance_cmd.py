@@ -115,13 +115,14 @@ def focus(ctx, period, fmt, out, account_id, account_name):
 def reprice(ctx, from_, to, catalogue_file, dry_run, as_json):
     """Recompute stored events' cost with the catalogue in force at each event's time; switch raw
     events and rollups per month partition atomically; print what changed by model and team."""
+    from costwarden.components import load_catalogue
     from costwarden.finance.reprice import reprice as run
-    from costwarden.streams.catalogue import PriceCatalogue
 
     start, end = _range(from_, to)
     s, store = _store(ctx)
-    path = catalogue_file or s.budgets.catalogue_file
-    cat = PriceCatalogue.from_yaml(path) if path else PriceCatalogue.default()
+    if catalogue_file:
+        s.budgets.catalogue_file = catalogue_file
+    cat = load_catalogue(s)
     total = store.query("SELECT count() AS n FROM {db}.usage_events WHERE occurred_at >= "
                         f"{_ts(start)} AND occurred_at < {_ts(end)}")[0]["n"]
     with _progress(not as_json) as bar:
