@@ -4,11 +4,15 @@ Where control updates come from is an interface (`ControlFeed`):
     EmbeddedControlFeed   the embedded pipeline's ControlBook (changes pushed after each commit)
     (distributed mode)    a consumer of the compacted `controls` topic calls `cache.apply(control)`
 The cache answers `decide(workflow)` from a dict and fans each change out to the SSE streams.
+Versions are counted per cache `epoch` (one per server start, new on `replace`), so a client
+never resumes from a version of another server start: it gets a snapshot instead.
 """
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -61,28 +65,79 @@ def decision_json(d: Decision) -> dict:
 @dataclass(frozen=True)
 class Update:
     version: int
-    control: Control
+    control: Control | None  # None: the cache was replaced (`replace`): streams send a new snapshot
+    epoch: str = ""
+
+    @property
+    def cursor(self) -> str:
+        return f"{self.epoch}:{self.version}"
+
+
+def new_epoch() -> str:
+    """Names one life of a DecisionCache: the start time (hex seconds) and 32 random bits."""
+    return f"{int(time.time()):x}{secrets.token_hex(4)}"
+
+
+def parse_cursor(token: str | None) -> tuple[str, int] | None:
+    """"<epoch>:<version>" -> (epoch, version); anything else (a bare number, garbage) -> None."""
+    if not token:
+        return None
+    epoch, sep, n = token.strip().rpartition(":")
+    if not sep or not epoch or not n.isdigit() or len(n) > 18:
+        return None
+    return epoch, int(n)
 
 
 class DecisionCache:
+    """Every workflow's current control, a version counted from 0 per cache and an `epoch` naming
+    this cache's life (one per server start, new again on `replace`). A client resumes the stream
+    with the cursor "<epoch>:<version>"; a cursor of another epoch, ahead of this version, or too
+    old for the log cannot be resumed: the client gets a full snapshot (`since()` returns None).
+    A bare version number names no epoch, so it gets a snapshot too."""
+
     def __init__(self, history: int = 10_000) -> None:
         self._by_wf: dict[str, Control] = {}
         self._log: deque[Update] = deque(maxlen=history)
         self._lock = threading.Lock()
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
+        self.epoch = new_epoch()
         self.version = 0
         self.updated_at: datetime | None = None
+
+    @property
+    def cursor(self) -> str:
+        """"<epoch>:<version>": where a client that has seen everything so far resumes."""
+        with self._lock:
+            return f"{self.epoch}:{self.version}"
 
     # --- writes (any thread) ----------------------------------------------------------------
     def apply(self, control: Control) -> None:
         with self._lock:
             self.version += 1
             self._by_wf[control.workflow] = control
-            up = Update(self.version, control)
+            up = Update(self.version, control, self.epoch)
             self._log.append(up)
             self.updated_at = datetime.now(timezone.utc)
-            subs = list(self._subs)
-        for loop, q in subs:
+            self._fan_out(up)  # under the lock: every stream gets the updates in version order
+
+    def replace(self, controls: Iterable[Control]) -> None:
+        """Swap in a complete set of controls (a feed that re-read its source after a regression):
+        a new epoch, so every client resyncs from a snapshot."""
+        with self._lock:
+            self._by_wf = {c.workflow: c for c in controls}
+            self.epoch = new_epoch()
+            self.version = len(self._by_wf)
+            self._log.clear()
+            self.updated_at = datetime.now(timezone.utc)
+            self._fan_out(Update(self.version, None, self.epoch))
+
+    def end_streams(self) -> None:
+        """Wake every stream so that it sees the server stopping now (not at its next tick)."""
+        with self._lock:
+            self._fan_out(None)
+
+    def _fan_out(self, up: Update | None) -> None:
+        for loop, q in self._subs:
             try:
                 loop.call_soon_threadsafe(q.put_nowait, up)
             except RuntimeError:  # that loop is closed
@@ -98,16 +153,30 @@ class DecisionCache:
         return [d for d in out if d.action is not State.allow]
 
     def controls(self) -> list[Control]:
-        return sorted(self._by_wf.values(), key=lambda c: c.workflow)
+        return sorted(list(self._by_wf.values()), key=lambda c: c.workflow)
 
-    def since(self, version: int) -> list[Update] | None:
-        """Updates after `version`, or None when they are no longer in the log (send a snapshot)."""
+    def snapshot(self) -> tuple[str, int, list[Control]]:
+        """(epoch, version, controls) read together."""
         with self._lock:
-            if version >= self.version:
+            return self.epoch, self.version, sorted(self._by_wf.values(), key=lambda c: c.workflow)
+
+    def since(self, version: int | None, epoch: str | None = None) -> list[Update] | None:
+        """Updates after `version` of `epoch`, or None when the client must take a snapshot: no
+        cursor, another epoch (the server restarted, another replica, a replaced cache), a version
+        ahead of this cache's, or one older than the log."""
+        with self._lock:
+            if version is None or epoch != self.epoch or version > self.version:
+                return None
+            if version == self.version:
                 return []
             if not self._log or self._log[0].version > version + 1:
                 return None
             return [u for u in self._log if u.version > version]
+
+    def resume(self, cursor: str | None) -> list[Update] | None:
+        """`since()` for a cursor "<epoch>:<version>" as sent by a client."""
+        parsed = parse_cursor(cursor)
+        return None if parsed is None else self.since(parsed[1], parsed[0])
 
     # --- subscribers (SSE streams, each on an event loop) -----------------------------------
     def subscribe(self) -> asyncio.Queue:

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from costwarden.api.auth import Principal
-from costwarden.api.decisions import decision_json
+from costwarden.api.decisions import decision_json, parse_cursor
 from costwarden.api.deps import need, runtime
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
@@ -33,7 +33,10 @@ class DecisionsIn(BaseModel):
 
 
 class DecisionsOut(BaseModel):
-    version: int = Field(description="controls version these decisions reflect (resume the stream from it)")
+    version: int = Field(description="controls version these decisions reflect (counted per `epoch`)")
+    epoch: str = Field(description="names this server start (and its controls history); versions of "
+                                   "another epoch are not comparable")
+    cursor: str = Field(description="`<epoch>:<version>`: resume the stream from it (`?since=`)")
     decisions: list[DecisionOut]
 
 
@@ -45,46 +48,63 @@ async def decide(workflow: str = WORKFLOW, _: Principal = Depends(need("decision
 @router.post("/decisions", response_model=DecisionsOut, summary="decisions for many workflows at once")
 async def decide_many(body: DecisionsIn, _: Principal = Depends(need("decisions:read")), rt=Depends(runtime)):
     cache = rt.cache
-    version = cache.version
+    epoch, version, controls = cache.snapshot()
     if body.workflows:
         ds = [cache.decide(w) for w in body.workflows]
     else:
-        ds = [cache.decide(c.workflow) for c in cache.controls()]
-    return {"version": version, "decisions": [decision_json(d) for d in ds]}
+        ds = [cache.decide(c.workflow) for c in controls]
+    return {"version": version, "epoch": epoch, "cursor": f"{epoch}:{version}",
+            "decisions": [decision_json(d) for d in ds]}
 
 
-def _sse(event: str, data: dict, ident: int | None = None) -> bytes:
+def _sse(event: str, data: dict, ident: str | None = None) -> bytes:
     head = f"id: {ident}\n" if ident is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _snapshot(cache) -> tuple[str, int, bytes]:
+    epoch, version, controls = cache.snapshot()
+    decisions = [decision_json(cache.decide(c.workflow)) for c in controls]
+    cursor = f"{epoch}:{version}"
+    body = {"epoch": epoch, "version": version, "cursor": cursor, "decisions": decisions}
+    return epoch, version, _sse("snapshot", body, cursor)
+
+
+def _control(cache, up) -> bytes:
+    return _sse("control", {**decision_json(cache.decide(up.control.workflow)), "epoch": up.epoch,
+                            "version": up.version}, up.cursor)
 
 
 @router.get("/controls/stream", summary="server-sent events: every control change (SDK caches follow it)",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "`snapshot` first (unless resuming), then `control` events; "
-                                            "`id` is the controls version"}})
-async def stream(request: Request, since: int | None = Query(None, ge=0, description="resume after this version"),
-                 last_event_id: str | None = Header(None, max_length=32),
+                                            "`id` is the cursor `<epoch>:<version>`; a new `snapshot` "
+                                            "whenever the server's controls start a new epoch"}})
+async def stream(request: Request,
+                 since: str | None = Query(None, max_length=64, description=(
+                     "resume after this cursor (`<epoch>:<version>`, the last event's `id`). A cursor of "
+                     "another server start, one ahead of the server, a bare number or an unknown one: a "
+                     "full snapshot is sent first")),
+                 last_event_id: str | None = Header(None, max_length=64),
                  _: Principal = Depends(need("decisions:read")), rt=Depends(runtime)):
     cache = rt.cache
     heartbeat = rt.settings.api.stream_heartbeat_s
-    if since is None and last_event_id and last_event_id.strip().isdigit():
-        since = int(last_event_id.strip())
+    if since is None and last_event_id:
+        since = last_event_id.strip()
     q = cache.subscribe()
 
     async def events():
         try:
             yield b"retry: 1000\n\n"
-            backlog = cache.since(since) if since is not None else None
+            backlog = cache.resume(since)
             if backlog is None:
-                v = cache.version
-                snap = [decision_json(cache.decide(c.workflow)) for c in cache.controls()]
-                yield _sse("snapshot", {"version": v, "decisions": snap}, v)
-                last = v
+                epoch, last, snap = _snapshot(cache)
+                yield snap
             else:
-                last = since
+                epoch, last = parse_cursor(since)
                 for up in backlog:
-                    yield _sse("control", decision_json(cache.decide(up.control.workflow)), up.version)
+                    yield _control(cache, up)
                     last = up.version
             idle = 0.0
             while not request.app.state.stopping:
@@ -96,10 +116,16 @@ async def stream(request: Request, since: int | None = Query(None, ge=0, descrip
                         idle = 0.0
                         yield b": ping\n\n"
                     continue
+                if up is None:  # end_streams(): the server is stopping
+                    break
+                if up.epoch != epoch or up.control is None:  # the cache was replaced: resync
+                    epoch, last, snap = _snapshot(cache)
+                    yield snap
+                    continue
                 if up.version <= last:
                     continue
                 last = up.version
-                yield _sse("control", decision_json(cache.decide(up.control.workflow)), up.version)
+                yield _control(cache, up)
         finally:
             cache.unsubscribe(q)
 

@@ -1,11 +1,12 @@
 """costwarden's Python SDK for gateways (the declared public surface).
 
-    from costwarden.sdk import Costwarden
-    guard = Costwarden("http://127.0.0.1:8787", token, fail_open={"chat-support": True})
+    from costwarden.sdk import Costwarden, usage_from_response
+    guard = Costwarden("http://127.0.0.1:8787", token, fail_open={"chat-support": True})  # no network here
     if guard.check("agent-loop").allowed:
-        ...call the model...
-        guard.report(usage_event)
+        resp = client.chat.completions.create(...)          # OpenAI, Anthropic or Gemini client
+        guard.report(usage_from_response(resp, workflow="agent-loop"))   # = guard.report_response(resp, ...)
 """
 from costwarden.sdk.client import Blocked, Costwarden, GuardDecision, Refused, Reservation
+from costwarden.sdk.usage import usage_from_response
 
-__all__ = ["Costwarden", "GuardDecision", "Reservation", "Refused", "Blocked"]
+__all__ = ["Costwarden", "GuardDecision", "Reservation", "Refused", "Blocked", "usage_from_response"]

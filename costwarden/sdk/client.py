@@ -1,5 +1,9 @@
-"""`Costwarden`: the gateway's guard. Public surface: check, report, pending, flush, close,
-reserve / settle / release.
+"""`Costwarden`: the gateway's guard. Public surface: check, enforce, wait_ready, report,
+report_response, pending, stats, flush, close, reserve / settle / release.
+
+The constructor never touches the network: a background thread loads the decisions and follows
+the control stream; until the first load (`ready`, or `wait_ready(timeout)`) decisions follow
+the fail policy below.
 
 Fail policy when the API cannot be reached (never answered yet, or the control stream has been
 down for longer than `stale_after_s`, default 30 s):
@@ -23,6 +27,7 @@ import httpx
 from costwarden.errors import ControlError
 from costwarden.sdk.cache import StreamFollower, now_utc
 from costwarden.sdk.reporter import Reporter, as_payload
+from costwarden.sdk.usage import usage_from_response
 
 
 class Refused(ControlError):
@@ -74,10 +79,15 @@ class Costwarden:
     def __init__(self, url: str, token: str, *, fail_open: dict[str, bool] | None = None,
                  default_fail_open: bool = False, stale_after_s: float = 30.0, max_buffer: int = 10_000,
                  batch_size: int = 500, flush_interval_s: float = 0.5, timeout_s: float = 5.0,
-                 wait_ready_s: float = 2.0) -> None:
+                 wait_ready_s: float = 0.0) -> None:
+        """Never touches the network: the decisions are loaded by a background thread, and until
+        they are (`ready`), `check()` follows the fail policy. Call `wait_ready(timeout)` where a
+        first decision must come from the API (a script, a test); `wait_ready_s` > 0 does the same
+        from the constructor (opt-in: the constructor then blocks up to that long)."""
         headers = {"Authorization": f"Bearer {token}", "User-Agent": "costwarden-sdk/1"}
-        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
-        self._stream_http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s)
+        tls = httpx.create_ssl_context()  # one for both clients (building one costs ~20 ms)
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s, verify=tls)
+        self._stream_http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s, verify=tls)
         self.fail_open = dict(fail_open or {})
         self.default_fail_open = default_fail_open
         self._buckets: dict[str, tuple[Decimal, _Bucket]] = {}
@@ -88,7 +98,7 @@ class Costwarden:
         self._closed = False
         atexit.register(self.close)
         if wait_ready_s:
-            self._cache.filled.wait(wait_ready_s)
+            self.wait_ready(wait_ready_s)
 
     # --- decisions ---------------------------------------------------------------------------
     @property
@@ -96,17 +106,28 @@ class Costwarden:
         """True while decisions come from a current cache (not from the fail policy)."""
         return self._cache.fresh()
 
+    def wait_ready(self, timeout: float = 5.0) -> bool:
+        """Block up to `timeout` s until the decisions were loaded from the API; True if they were."""
+        return self._cache.filled.wait(timeout) and self.ready
+
     @property
     def controls_version(self) -> int | None:
+        """The version of the last control event applied (counted per `controls_epoch`)."""
         return self._cache.version
+
+    @property
+    def controls_epoch(self) -> str | None:
+        """Names the server start the decisions come from; a new one after a restart or failover."""
+        return self._cache.epoch
 
     def check(self, workflow: str) -> GuardDecision:
         """May `workflow` spend now? From memory; a throttle is enforced with a local token bucket."""
         if not self._cache.fresh():
+            why = "costwarden unreachable" if self._cache.filled.is_set() or self._cache.last_error \
+                else "costwarden decisions not loaded yet"
             if self.fail_open.get(workflow, self.default_fail_open):
-                return GuardDecision(workflow, "allow", True, "costwarden unreachable: fail open", source="fail-open")
-            return GuardDecision(workflow, "block", False, "costwarden unreachable: fail closed",
-                                 source="fail-closed")
+                return GuardDecision(workflow, "allow", True, f"{why}: fail open", source="fail-open")
+            return GuardDecision(workflow, "block", False, f"{why}: fail closed", source="fail-closed")
         e = self._cache.lookup(workflow)
         if e is None or not e.active(now_utc()):
             return GuardDecision(workflow, "allow", True)
@@ -135,11 +156,22 @@ class Costwarden:
     def pending(self) -> int:
         return self._reporter.pending
 
+    def report_response(self, response: Any, *, workflow: str | None = None, **kw: Any) -> bool:
+        """`report(usage_from_response(response, workflow=..., ...))`: the usage of an OpenAI,
+        Anthropic or Gemini response object (see costwarden.sdk.usage). Raises InvalidEventError
+        when the response carries no usable usage (nothing is queued then)."""
+        return self._reporter.add(usage_from_response(response, workflow=workflow, **kw))
+
     @property
     def stats(self) -> dict:
-        r = self._reporter
+        """pending / sent / dropped / rejected reports; `last_error`: why the last report attempt
+        failed, None once one succeeded again; `stream_connected`, and `stream_error` (why the
+        control stream is down, None while connected); `resyncs`: snapshots taken because the
+        server's controls went backwards (a restart, another replica)."""
+        r, c = self._reporter, self._cache
         return {"pending": r.pending, "sent": r.sent, "dropped": r.dropped, "rejected": r.rejected,
-                "last_error": r.last_error, "stream_connected": self._cache.connected}
+                "last_error": r.last_error, "stream_connected": c.connected, "stream_error": c.last_error,
+                "resyncs": c.resyncs}
 
     def flush(self, timeout: float = 10.0) -> bool:
         return self._reporter.flush(timeout)
@@ -170,13 +202,16 @@ class Costwarden:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> bool:
-        """Flush pending usage (up to `timeout`), then stop. Returns False if some stayed unsent."""
+        """Flush pending usage (up to `timeout`), then stop: the control stream is closed at once
+        (nothing pending: close() returns within a few ms, not at the stream's next heartbeat).
+        Returns False if some usage stayed unsent."""
         if self._closed:
             return True
         self._closed = True
+        self._cache.stop(join_s=0)
         ok = self._reporter.flush(timeout)
-        self._reporter.stop()
-        self._cache.stop()
+        self._reporter.stop(join_s=0.5)
+        self._cache.stop(join_s=0.5)
         try:
             atexit.unregister(self.close)
         except Exception:

@@ -2,7 +2,8 @@
 
 Nothing is dropped silently: `pending` counts what is not yet acknowledged, an event refused by
 a full buffer is counted in `dropped` and logged, and events the API rejects as invalid are
-counted in `rejected` with the reasons kept in `last_rejects`.
+counted in `rejected` with the reasons kept in `last_rejects`. `last_error` says why the last
+attempt failed and is cleared by the next one that succeeds.
 """
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ class Reporter:
             else:
                 if self._stop:
                     return
-                time.sleep(backoff)
+                with self._cv:  # a retry waits for its backoff, or for stop()
+                    self._cv.wait_for(lambda: self._stop, backoff)
                 backoff = min(backoff * 2, 5.0)
 
     def _send(self, batch: list[dict]) -> bool:
@@ -130,6 +132,7 @@ class Reporter:
                 log.warning("costwarden SDK: %d event(s) rejected by the API, e.g. %s: %s", len(rejects),
                             rejects[0].get("reason"), rejects[0].get("detail", "")[:200])
             self.sent += len(batch) - len(rejects)
+            self.last_error = None  # recovered: the API takes reports again
             return True
         if r.status_code == 413 and len(batch) > 1:
             self.batch_size = max(1, len(batch) // 2)

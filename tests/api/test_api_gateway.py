@@ -23,7 +23,7 @@ def wait_for(pred, timeout=5.0):
 def test_sdk_guard_is_stopped_by_a_tripped_budget_and_sees_the_release(api):
     guard = Costwarden(api.url, api.tokens["gateway"])
     try:
-        assert guard.ready and guard.check("runaway").allowed
+        assert guard.wait_ready(10) and guard.check("runaway").allowed
         for i in range(4):  # 4 x $0.30 = $1.20 against a $1.00 hard budget
             assert guard.report(usage(f"sdk-{i}", "runaway", input_tokens=2_000_000))
         assert guard.pending > 0
@@ -41,6 +41,7 @@ def test_sdk_guard_is_stopped_by_a_tripped_budget_and_sees_the_release(api):
 def test_throttle_is_enforced_locally_at_the_decided_rate(api):
     guard = Costwarden(api.url, api.tokens["gateway"])
     try:
+        assert guard.wait_ready(10)
         guard.report(usage("half", "runaway", input_tokens=4_000_000))  # $0.60: past the 50% throttle
         guard.flush()
         assert wait_for(lambda: guard.check("runaway").action == "throttle")
@@ -52,9 +53,9 @@ def test_throttle_is_enforced_locally_at_the_decided_rate(api):
 
 def test_unreachable_api_follows_the_fail_policy():
     url = f"http://127.0.0.1:{free_port()}"
-    guard = Costwarden(url, "cw_x", fail_open={"chat": True}, default_fail_open=False, wait_ready_s=0.3)
+    guard = Costwarden(url, "cw_x", fail_open={"chat": True}, default_fail_open=False)
     try:
-        assert not guard.ready
+        assert not guard.wait_ready(0.3)
         chat, other = guard.check("chat"), guard.check("batch-job")
         assert chat.allowed and chat.source == "fail-open"
         assert not other.allowed and other.source == "fail-closed"
@@ -81,8 +82,9 @@ def test_batch_decisions_and_the_stream_resume_from_a_version(api):
     assert [d["action"] for d in first["decisions"]] == ["allow", "allow"]
     gw.post("/v1/events", json=usage("trip", "runaway", input_tokens=10_000_000))
     lines = []
+    assert first["cursor"] == f'{first["epoch"]}:{first["version"]}'
     with httpx.Client(base_url=api.url, headers=gw.headers, timeout=10) as c:
-        with c.stream("GET", "/v1/controls/stream", params={"since": first["version"]}) as r:
+        with c.stream("GET", "/v1/controls/stream", params={"since": first["cursor"]}) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
             for line in r.iter_lines():
                 lines.append(line)
@@ -95,6 +97,7 @@ def test_batch_decisions_and_the_stream_resume_from_a_version(api):
 def test_reserve_then_settle_refuses_what_the_hard_budget_cannot_pay(api):
     guard = Costwarden(api.url, api.tokens["gateway"])
     try:
+        assert guard.wait_ready(10)
         # gpt-4o-mini: 1M input + 1M output = $0.75 max per call against $1.00
         first = guard.reserve("runaway", "gpt-4o-mini", "openai", 1_000_000, 1_000_000)
         assert str(first.estimate_usd) == "0.750000"

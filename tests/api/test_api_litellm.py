@@ -27,6 +27,7 @@ def test_workflow_comes_from_tags_or_spend_logs_metadata():
 @pytest.fixture
 def hooked(api):
     guard = Costwarden(api.url, api.tokens["gateway"])
+    assert guard.wait_ready(10)
     cb = CostwardenCallback(guard)
     saved = list(litellm.callbacks)
     litellm.callbacks = [cb]

@@ -52,7 +52,8 @@ def test_cli_tokens_create_prints_the_token_once_and_stores_its_hash(settings, m
 def test_the_sdk_surface_is_declared():
     import costwarden.sdk as sdk
 
-    assert sorted(sdk.__all__) == ["Blocked", "Costwarden", "GuardDecision", "Refused", "Reservation"]
+    assert sorted(sdk.__all__) == ["Blocked", "Costwarden", "GuardDecision", "Refused", "Reservation",
+                                   "usage_from_response"]
     assert all(hasattr(sdk, name) for name in sdk.__all__)
 
 
@@ -69,5 +70,14 @@ def test_decision_cache_takes_controls_from_any_feed_and_expires_them():
     assert cache.decide("a").action is State.block and cache.decide("b").action is State.allow
     assert [d.workflow for d in cache.active()] == ["a"]
     cache.apply(Control("c", State.allow))
-    assert [u.version for u in cache.since(2)] == [3]
-    assert cache.since(0) is None  # older than the log: the stream sends a snapshot instead
+    assert [u.version for u in cache.since(2, cache.epoch)] == [3]
+    assert cache.since(0, cache.epoch) is None  # older than the log: the stream sends a snapshot instead
+    assert cache.resume(f"{cache.epoch}:2") == cache.since(2, cache.epoch)
+    assert cache.since(3, cache.epoch) == []  # up to date
+    # a cursor the cache cannot resume: another epoch (a restart), ahead, a bare number, garbage
+    assert cache.since(2, "another-start") is None and cache.since(99, cache.epoch) is None
+    assert cache.resume("2") is None and cache.resume("x:y") is None and cache.resume(None) is None
+    old = cache.epoch
+    cache.replace([Control("a", State.allow)])  # a feed that re-read its source: a new epoch
+    assert cache.epoch != old and cache.resume(f"{old}:3") is None
+    assert [c.workflow for c in cache.controls()] == ["a"] and cache.decide("a").action is State.allow
