@@ -219,6 +219,8 @@ def main() -> None:
     guards = []
     try:
         guards = [Costwarden(srv.url, srv.tokens["gateway"]) for _ in range(a.replicas)]
+        for g in guards:  # decisions loaded before measuring (the constructor does not wait)
+            g.wait_ready(10)
         p50, p99 = bench_cached_check(guards[0])
         h50, h99, achieved = bench_http_decisions(srv.url, srv.tokens["gateway"], a.rate, a.seconds)
         ctr = overshoot(srv.url, srv.tokens["gateway"], guards[0], "check", a.workers, a.seconds, a.call_ms / 1000)

@@ -113,8 +113,7 @@ class CostwardenCallback(CustomLogger):
             raise RuntimeError("the costwarden LiteLLM callback needs COSTWARDEN_URL and COSTWARDEN_TOKEN "
                                "(a gateway token: `costwarden tokens create --role gateway --name litellm`)")
         guard = Costwarden(url, token, default_fail_open=os.environ.get("COSTWARDEN_FAIL_OPEN") == "1")
-        wait_ready = getattr(guard, "wait_ready", None)  # the proxy is still starting: worth a wait
-        if wait_ready is not None and not wait_ready(10.0):
+        if not guard.wait_ready(10.0):  # the proxy is still starting: worth a wait
             log.warning("costwarden: decisions not loaded from %s yet; calls follow the fail policy until they are",
                         url)
         kw.setdefault("mode", os.environ.get("COSTWARDEN_LITELLM_MODE", "reserve"))
