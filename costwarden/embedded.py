@@ -67,7 +67,7 @@ class EmbeddedPipeline:
     def _seed_minutes(self, budget, start: datetime, end: datetime) -> list[tuple[datetime, int]]:
         per_minute: dict[datetime, int] = {}
         for r in self.store.query(MinuteSpendQuery(start, end).to_sql()):
-            if budget.scope.matches(r):  # no org tag in the minute rollup: an org-scoped series starts empty
+            if budget.scope.matches(r):
                 per_minute[r["bucket"]] = per_minute.get(r["bucket"], 0) + r["cost_micros"]
         return sorted(per_minute.items())
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Iterable, Sequence
 
 from costwarden.errors import CostwardenError
@@ -45,18 +45,43 @@ class ReportQuery:
                 f"WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)}{group}")
 
 
+def _hour_floor(d: datetime) -> datetime:
+    return d.replace(minute=0, second=0, microsecond=0)
+
+
+def _hour_ceil(d: datetime) -> datetime:
+    f = _hour_floor(d)
+    return f if f == d else f + timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class SpendSeedQuery:
-    """Spend in [start, end) by the dimensions budgets match on plus the key, from raw events."""
+    """Spend in [start, end) by the dimensions budgets match on (org included) plus the key, from
+    the budget rollups (migration 006): whole hours from the hour rollup, the edges of a period that
+    does not start or end on an hour from the minute rollup. Its cost does not grow with the stored
+    history, only with the period's buckets."""
 
     start: datetime
     end: datetime
 
     def to_sql(self) -> str:
-        return ("SELECT team, workflow, cost_center, env, provider, model, tags['org'] AS org, "
-                "if(api_key_id != '', api_key_id, project_id) AS key, sum(cost_micros) AS cost_micros "
-                f"FROM {{db}}.usage_events FINAL WHERE occurred_at >= {ts(self.start)} AND occurred_at < {ts(self.end)} "
-                "GROUP BY team, workflow, cost_center, env, provider, model, org, key")
+        dims = "org, team, workflow, cost_center, env, provider, model, key"
+        h0, h1 = _hour_ceil(self.start), _hour_floor(self.end)
+        parts = []
+        if h0 < h1:
+            parts.append(f"SELECT {dims}, cost_micros FROM {{db}}.budget_rollup_hour "
+                         f"WHERE bucket >= {ts(h0)} AND bucket < {ts(h1)}")
+            edges = [(self.start, h0), (h1, self.end)]
+        else:
+            edges = [(self.start, self.end)]
+        for a, b in edges:
+            if a < b:
+                parts.append(f"SELECT {dims}, cost_micros FROM {{db}}.budget_rollup_minute "
+                             f"WHERE bucket >= {ts(a)} AND bucket < {ts(b)}")
+        if not parts:
+            return f"SELECT {dims}, toInt64(0) AS cost_micros FROM {{db}}.budget_rollup_hour WHERE 0"
+        return (f"SELECT {dims}, sum(cost_micros) AS cost_micros FROM ({' UNION ALL '.join(parts)}) "
+                f"GROUP BY {dims}")
 
 
 @dataclass(frozen=True)
@@ -67,9 +92,9 @@ class MinuteSpendQuery:
     end: datetime
 
     def to_sql(self) -> str:
-        return ("SELECT bucket, team, workflow, cost_center, env, provider, model, sum(cost_micros) AS cost_micros "
-                f"FROM {{db}}.usage_rollup_minute WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)} "
-                "GROUP BY bucket, team, workflow, cost_center, env, provider, model ORDER BY bucket")
+        return ("SELECT bucket, org, team, workflow, cost_center, env, provider, model, sum(cost_micros) AS cost_micros "
+                f"FROM {{db}}.budget_rollup_minute WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)} "
+                "GROUP BY bucket, org, team, workflow, cost_center, env, provider, model ORDER BY bucket")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,84 @@
+"""Budget totals are seeded from the budget rollups, not from the raw table: the sums must equal
+what `usage_events FINAL` says for any period, whole hours or not (a +05:30 zone's midnight)."""
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+from costwarden.alerts.notifier import LogNotifier
+from costwarden.budgets.model import BudgetFile
+from costwarden.embedded import EmbeddedPipeline
+from costwarden.store.queries import SpendSeedQuery, lit, ts
+
+T0 = datetime(2026, 11, 2, 18, 30, tzinfo=timezone.utc)  # midnight in Asia/Kolkata
+
+
+def raw_sums(store, start, end) -> dict:
+    rows = store.query("SELECT tags['org'] AS org, team, workflow, model, if(api_key_id != '', api_key_id, project_id) "
+                       "AS key, sum(cost_micros) AS c FROM {db}.usage_events FINAL WHERE occurred_at >= "
+                       f"{ts(start)} AND occurred_at < {ts(end)} GROUP BY org, team, workflow, model, key")
+    return {(r["org"], r["team"], r["workflow"], r["model"], r["key"]): r["c"] for r in rows if r["c"]}
+
+
+def seed_sums(store, start, end) -> dict:
+    out: dict = {}
+    for r in store.query(SpendSeedQuery(start, end).to_sql()):
+        k = (r["org"], r["team"], r["workflow"], r["model"], r["key"])
+        out[k] = out.get(k, 0) + r["cost_micros"]
+    return {k: v for k, v in out.items() if v}
+
+
+def test_seed_from_rollups_equals_raw_final_for_any_window(settings):
+    rng = random.Random(5)
+    p = EmbeddedPipeline(settings, budgets=BudgetFile(version=1, timezone="UTC", budgets=[]), notifier=LogNotifier(),
+                         deliver=False, clock=lambda: T0 + timedelta(days=5))
+    events = []
+    for i in range(3000):
+        at = T0 + timedelta(seconds=rng.randrange(0, 3 * 86400))
+        events.append(json.dumps({
+            "event_id": f"s{i}", "occurred_at": at.isoformat(), "source": "t", "provider": "openai",
+            "model": rng.choice(["gpt-4o-mini", "gpt-4o"]), "tokens": {"input": rng.randrange(1, 5000)},
+            "attribution": {"api_key_id": rng.choice(["k1", "k2", ""]), "project_id": "p",
+                            "tags": {"org": rng.choice(["acme", "beta"]), "team": rng.choice(["a", "b"]),
+                                     "workflow": rng.choice(["w1", "w2", "w3"])}}}).encode())
+    events += events[:300]  # re-deliveries: counted once in raw FINAL and in the rollups
+    p.ingest(events)
+    windows = [(T0, T0 + timedelta(days=1)), (T0 + timedelta(minutes=17), T0 + timedelta(hours=30, minutes=3)),
+               (T0 + timedelta(hours=2), T0 + timedelta(hours=2, minutes=40)), (T0 - timedelta(days=1), T0),
+               (T0, T0 + timedelta(days=10))]
+    for a, b in windows:
+        assert seed_sums(p.store, a, b) == raw_sums(p.store, a, b), (a, b)
+    assert "usage_events" not in SpendSeedQuery(*windows[1]).to_sql()  # never the raw table
+    p.close()
+
+
+def test_seed_sql_uses_whole_hours_and_minute_edges():
+    sql = SpendSeedQuery(datetime(2026, 11, 1, 18, 30, tzinfo=timezone.utc),
+                         datetime(2026, 12, 1, 18, 30, tzinfo=timezone.utc)).to_sql()
+    assert sql.count("budget_rollup_hour") == 1 and sql.count("budget_rollup_minute") == 2
+    assert lit("2026-11-01 19:00:00.000") in sql and lit("2026-12-01 18:00:00.000") in sql
+    whole = SpendSeedQuery(datetime(2026, 11, 1, tzinfo=timezone.utc), datetime(2026, 12, 1, tzinfo=timezone.utc))
+    assert "budget_rollup_minute" not in whole.to_sql()
+
+
+def test_migration_backfills_the_budget_rollups_from_stored_events(settings):
+    from costwarden.store import migrate
+
+    p = EmbeddedPipeline(settings, budgets=BudgetFile(version=1, timezone="UTC", budgets=[]), notifier=LogNotifier(),
+                         deliver=False, clock=lambda: T0 + timedelta(days=5))
+    p.ingest([json.dumps({"event_id": f"m{i}", "occurred_at": (T0 + timedelta(minutes=7 * i)).isoformat(),
+                          "source": "t", "provider": "openai", "model": "gpt-4o", "tokens": {"output": 1000 + i},
+                          "attribution": {"tags": {"org": "acme"}}}).encode() for i in range(500)])
+    want = seed_sums(p.store, T0, T0 + timedelta(days=5))
+    # a store from before v6: no budget rollups, then the migration runs (twice: it may be re-run)
+    for stmt in ("DROP VIEW {db}.mv_budget_hour", "DROP VIEW {db}.mv_budget_minute",
+                 "TRUNCATE TABLE {db}.budget_rollup_hour", "TRUNCATE TABLE {db}.budget_rollup_minute",
+                 "ALTER TABLE {db}.schema_migrations DELETE WHERE version = 6 SETTINGS mutations_sync = 1"):
+        p.store.command(stmt)
+    assert seed_sums(p.store, T0, T0 + timedelta(days=5)) == {}
+    for _ in range(2):
+        assert migrate(p.store) == ["006_budget_rollups.sql"]
+        p.store.command("ALTER TABLE {db}.schema_migrations DELETE WHERE version = 6 SETTINGS mutations_sync = 1")
+    assert seed_sums(p.store, T0, T0 + timedelta(days=5)) == want == raw_sums(p.store, T0, T0 + timedelta(days=5))
+    p.close()
