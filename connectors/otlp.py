@@ -1,4 +1,5 @@
-"""OpenTelemetry GenAI spans in OTLP/HTTP JSON (resourceSpans[].scopeSpans[].spans[]).
+"""OpenTelemetry GenAI spans in OTLP/HTTP JSON (resourceSpans[].scopeSpans[].spans[]); binary OTLP
+(protobuf) is turned into this form by connectors/otlp_proto.py.
 
 gen_ai.usage.input_tokens INCLUDES cache reads and cache creation (semconv SHOULD), so
     input       = gen_ai.usage.input_tokens - cache_read.input_tokens - cache_creation.input_tokens
@@ -7,7 +8,9 @@ gen_ai.usage.input_tokens INCLUDES cache reads and cache creation (semconv SHOUL
     output      = gen_ai.usage.output_tokens; reasoning = gen_ai.usage.reasoning.output_tokens
 For instrumentations that report input without cache, set OtlpMapping(input_includes_cache=False).
 Spans without gen_ai usage attributes are skipped (not rejected): most spans of a trace are not
-model calls. Event id: "otlp:<traceId>:<spanId>". Attribution attributes are looked up in the
+model calls. Event id: "otlp:<traceId>:<spanId>" with the ids in lowercase (OTLP/JSON ids are
+case-insensitive hex; protobuf ids are bytes, written as lowercase hex), so a span counts once
+whichever encoding or case carried it. Attribution attributes are looked up in the
 span first, then its resource, by the names configured in OtlpMapping.
 """
 from __future__ import annotations
@@ -122,6 +125,7 @@ def _event(span: Any, a: dict[str, Any], res: dict[str, Any], m: OtlpMapping) ->
         raise bad("missing_field", "traceId and spanId are required")
     if len(trace_id) > 64 or len(span_id) > 32:
         raise bad("invalid_field", "traceId/spanId too long")
+    trace_id, span_id = _id_case(trace_id), _id_case(span_id)
     provider = a.get("gen_ai.provider.name") or a.get("gen_ai.system") or res.get("gen_ai.provider.name")
     if not isinstance(provider, str) or not provider:
         raise bad("missing_field", "gen_ai.provider.name (or gen_ai.system) is required")
@@ -148,6 +152,11 @@ def _event(span: Any, a: dict[str, Any], res: dict[str, Any], m: OtlpMapping) ->
         tokens=Tokens(input=uncached, cache_read=cache_read, cache_write=cache_write, output=output,
                       reasoning=reasoning),
     )
+
+
+def _id_case(v: str) -> str:
+    """Hex ids are case-insensitive: one case, so JSON and protobuf senders give one event id."""
+    return v.lower() if v.isascii() else v
 
 
 def _attr_count(a: dict[str, Any], key: str) -> int:

@@ -115,7 +115,9 @@ class DistributedRuntime:
                 records.append((k.topic_dead_letter, source.encode(), _payload_bytes(d)))
                 results.append({"index": i.index, "status": "rejected", "reason": i.reason, "detail": i.detail})
             else:
-                records.append((k.topic_raw, i.event.event_id.encode(), _payload_bytes(i.raw)))
+                # the canonical event, whatever shape it came in (CloudEvent, LiteLLM record, span)
+                records.append((k.topic_raw, i.event.event_id.encode(),
+                                _payload_bytes(i.event.model_dump(mode="json", exclude_none=True))))
                 results.append({"index": i.index, "event_id": i.event.event_id, "status": "accepted"})
         await self.producer.send_all(records)  # acks=all: durable in Kafka before we answer
         if dead:  # also where `costwarden` reads dead letters from, as the workers do

@@ -1,14 +1,16 @@
 """Usage from other sources' own formats, through the pure parsers in connectors/:
 
-    POST /v1/traces    OTLP/HTTP JSON (ExportTraceServiceRequest) with gen_ai.* span attributes
+    POST /v1/traces    OTLP/HTTP traces (ExportTraceServiceRequest) with gen_ai.* span attributes:
+                       binary protobuf (application/x-protobuf, the SDK exporters' default) or
+                       OTLP/JSON (application/json), each plain or Content-Encoding gzip / deflate
     POST /v1/litellm   LiteLLM StandardLoggingPayload (generic API logger): one object, a JSON
                        array, or JSON lines
 
 Both run on the embedded pipeline thread like POST /v1/events (answered after the flush, rejects
-go to dead_letters). /v1/traces answers as OTLP/HTTP does: 200 `{}` when every span with usage
-was taken, 200 `{"partialSuccess": {"rejectedSpans": N, "errorMessage": ...}}` otherwise; spans
-without gen_ai usage (HTTP, DB ... spans) are skipped, not rejected. Only the JSON encoding of
-OTLP is read: application/x-protobuf is a 415.
+go to dead_letters). /v1/traces answers as OTLP/HTTP does (costwarden/api/otlp_http.py), in the
+request's encoding: 200 with an empty ExportTraceServiceResponse (`{}` in JSON) when every span
+with usage was taken, with partial_success {rejected_spans: N, error_message} otherwise; errors as
+a google.rpc.Status. Spans without gen_ai usage (HTTP, DB ... spans) are skipped, not rejected.
 """
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from costwarden.api import otlp_http
 from costwarden.api.auth import Principal
 from costwarden.api.deps import need, runtime
 from costwarden.api.ingest import BodyError, Item, Parsed, decode
 from costwarden.api.routes_events import read_body
-from costwarden.connectors import normalize
+from costwarden.connectors import normalize, otlp_proto
 from costwarden.connectors.base import loads
 from costwarden.connectors.otlp import OtlpMapping
 from costwarden.errors import ConfigError
@@ -31,11 +35,17 @@ router = APIRouter(prefix="/v1", tags=["sources"])
 
 JSON = "application/json"
 NDJSON = ("application/x-ndjson", "application/jsonl", "application/json-lines", "application/x-jsonlines")
-PROTOBUF = ("application/x-protobuf", "application/protobuf")
 
-_OTLP_BODY = {"requestBody": {"required": True, "content": {JSON: {"schema": {
-    "type": "object", "description": "OTLP ExportTraceServiceRequest (JSON encoding)",
-    "required": ["resourceSpans"], "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}}}}}}}
+_OTLP_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-protobuf": {"schema": {"type": "string", "format": "binary",
+                                          "description": "OTLP ExportTraceServiceRequest (binary protobuf)"}},
+    JSON: {"schema": {"type": "object", "description": "OTLP ExportTraceServiceRequest (OTLP/JSON encoding)",
+                      "required": ["resourceSpans"],
+                      "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}}}}}},
+    "parameters": [{"name": "Content-Encoding", "in": "header", "required": False,
+                    "schema": {"type": "string", "enum": ["gzip", "deflate", "identity"]}}]}
+# bodies larger than this are decoded off the event loop (decompression, protobuf, JSON)
+_INLINE_DECODE_BYTES = 64 * 1024
 _LITELLM_RECORD = {"type": "object", "description": "LiteLLM StandardLoggingPayload"}
 _LITELLM_BODY = {"requestBody": {"required": True, "content": {
     JSON: {"schema": {"oneOf": [_LITELLM_RECORD, {"type": "array", "items": _LITELLM_RECORD}]}},
@@ -46,18 +56,17 @@ def _media_type(request: Request, allowed: tuple[str, ...], what: str) -> str:
     mt = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
     if not mt:
         return JSON
-    if mt in PROTOBUF:
-        raise BodyError(415, "unsupported_media_type",
-                        f"{mt!r}: only the OTLP/HTTP JSON encoding is accepted; configure the exporter with "
-                        "protocol http/json (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/json)")
     if mt not in allowed:
         raise BodyError(415, "unsupported_media_type", f"{mt!r}: send {what} as {' or '.join(allowed)}")
     return mt
 
 
 def _items(result, index_base: int = 0) -> list[Item]:
-    """ParseResult -> the runtime's items (events first, then rejects with content-free payloads)."""
-    items = [Item(index_base + n, event=e) for n, e in enumerate(result.events)]
+    """ParseResult -> the runtime's items (events first, then rejects with content-free payloads).
+    An event's raw form is the canonical event: what the distributed runtime produces to the raw
+    topic for the workers to parse (the embedded one takes the event itself)."""
+    items = [Item(index_base + n, event=e, raw=e.model_dump(mode="json", exclude_none=True))
+             for n, e in enumerate(result.events)]
     items += [Item(index_base + len(items) + n, raw=r.payload or None, reason=r.reason, detail=r.detail)
               for n, r in enumerate(result.rejects)]
     return items
@@ -68,7 +77,8 @@ async def _ingest(request: Request, rt, parsed: Parsed, source: str) -> dict:
     m = request.app.state.metrics.events
     for k in ("accepted", "duplicates", "rejected"):
         m.labels(k).inc(result[k])
-    result["cost_usd"] = str(from_micros(result.pop("cost_micros")))
+    cost = result.pop("cost_micros")  # None in distributed mode: the workers price the events
+    result["cost_usd"] = str(from_micros(cost)) if cost is not None else None
     return result
 
 
@@ -80,34 +90,57 @@ def otlp_mapping(settings) -> OtlpMapping:
     return OtlpMapping(**opts) if isinstance(opts, dict) else OtlpMapping()
 
 
-@router.post("/traces", openapi_extra=_OTLP_BODY, summary="OTLP/HTTP JSON traces: gen_ai spans become usage",
-             responses={200: {"description": "ExportTraceServiceResponse (partialSuccess when spans were rejected)"},
-                        400: {"description": "unreadable body"}, 413: {"description": "too large"},
-                        415: {"description": "protobuf or another media type"}})
+@router.post("/traces", openapi_extra=_OTLP_BODY,
+             summary="OTLP/HTTP traces (protobuf or JSON, gzip / deflate): gen_ai spans become usage",
+             responses={200: {"description": "ExportTraceServiceResponse in the request's encoding "
+                                             "(partialSuccess when spans were rejected)",
+                              "content": {"application/x-protobuf": {"schema": {"type": "string",
+                                                                                "format": "binary"}}}},
+                        400: {"description": "unreadable body (google.rpc.Status)"},
+                        413: {"description": "too large, also once inflated"},
+                        415: {"description": "a media type or Content-Encoding other than those listed"}})
 async def post_traces(request: Request, who: Principal = Depends(need("usage:write")), rt=Depends(runtime)):
     settings = rt.settings
-    _media_type(request, (JSON,), "ExportTraceServiceRequest JSON")
-    doc = decode(await read_body(request, settings.api.max_body_bytes))
-    if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
-        raise BodyError(400, "not_an_object", "expected an ExportTraceServiceRequest: an object with a "
-                                              "resourceSpans array")
+    enc = otlp_http.Encoding.of(request)  # 415 for another type: answered in our JSON (theirs is unknown)
     try:
-        mapping = otlp_mapping(settings)
-    except TypeError as e:
-        raise ConfigError(f"connectors.sources.otlp.options.mapping: {e}") from None
-    result = normalize("otlp", doc, mapping=mapping)
-    if len(result.events) + len(result.rejects) > settings.api.max_events_per_request:
-        raise BodyError(413, "too_many_events", f"{len(result.events)} gen_ai spans in one request; "
-                                                f"the limit is {settings.api.max_events_per_request}")
+        codings = otlp_http.content_codings(request)
+        body = await read_body(request, settings.api.max_body_bytes)
+        try:
+            mapping = otlp_mapping(settings)
+        except TypeError as e:
+            raise ConfigError(f"connectors.sources.otlp.options.mapping: {e}") from None
+        args = (body, codings, enc, settings.api.max_body_bytes, mapping)
+        result = await run_in_threadpool(_traces, *args) if len(body) > _INLINE_DECODE_BYTES else _traces(*args)
+        if len(result.events) + len(result.rejects) > settings.api.max_events_per_request:
+            raise BodyError(413, "too_many_events", f"{len(result.events)} gen_ai spans in one request; "
+                                                    f"the limit is {settings.api.max_events_per_request}")
+    except BodyError as e:
+        return enc.error(e)
     parsed = Parsed(_items(result))
     if parsed.items:
         await _ingest(request, rt, parsed, f"otlp:{who.name}")
     if not result.rejects:
-        return JSONResponse({})
+        return enc.success()
     reasons = "; ".join(f"{r.reason}: {r.detail}" for r in result.rejects[:5])
     more = f" (and {len(result.rejects) - 5} more)" if len(result.rejects) > 5 else ""
-    return JSONResponse({"partialSuccess": {"rejectedSpans": len(result.rejects),
-                                            "errorMessage": f"{reasons}{more}"[:2000]}})
+    return enc.success(len(result.rejects), f"{reasons}{more}"[:2000])
+
+
+def _traces(body: bytes, codings: list[str], enc: otlp_http.Encoding, limit: int, mapping: OtlpMapping):
+    """The request body -> the parsed spans of its ExportTraceServiceRequest (BodyError if unreadable).
+    Both encodings are parsed in the OTLP/JSON form (connectors/otlp_proto.py)."""
+    body = otlp_http.decompress(body, codings, limit)
+    if enc.protobuf:
+        try:
+            doc = otlp_proto.decode(body)  # empty bytes: an empty request, a success (OTLP)
+        except ValueError as e:
+            raise BodyError(400, "malformed_protobuf", str(e)) from None
+    else:
+        doc = decode(body)
+        if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
+            raise BodyError(400, "not_an_object", "expected an ExportTraceServiceRequest: an object with a "
+                                                  "resourceSpans array")
+    return normalize("otlp", doc, mapping=mapping)
 
 
 def _records(body: bytes, ndjson: bool) -> list[tuple[Any, str | None]]:
