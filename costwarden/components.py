@@ -20,8 +20,10 @@ def load_budget_file(settings: Settings) -> BudgetFile:
 
 
 def load_catalogue(settings: Settings) -> PriceCatalogue:
+    """The price catalogue, charging what it cannot price by `pricing.unpriced` (never free by default)."""
     f = settings.budgets.catalogue_file
-    return PriceCatalogue.from_yaml(f) if f else PriceCatalogue.default()
+    cat = PriceCatalogue.from_yaml(f) if f else PriceCatalogue.default()
+    return cat.with_unpriced_policy(settings.pricing.unpriced_policy())
 
 
 def load_attributor(settings: Settings) -> Attributor:

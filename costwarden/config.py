@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from costwarden.errors import ConfigError
@@ -120,6 +120,50 @@ class ApiSettings(BaseModel):
     local_token: bool = True
 
 
+class UnpricedSettings(BaseModel):
+    """How an event whose model (or GPU type) is not in the price catalogue is charged to budgets.
+    Tried in order: its provider-reported cost (LiteLLM response_cost, OpenCost), then the first
+    `fallback` that applies, then `block` if set; else it costs nothing. Reports keep it unpriced."""
+
+    provider_cost: bool = True
+    # "provider_max": each token class at the provider's most expensive rate (any model of it and of the
+    # providers it inherits); "fixed": fixed_usd_per_1k. An empty list: no fallback.
+    fallback: list[Literal["provider_max", "fixed"]] = Field(default_factory=lambda: ["provider_max"])
+    fixed_usd_per_1k: dict[Literal["input", "cache_read", "cache_write", "cache_write_1h", "output"],
+                           Decimal] = Field(default_factory=dict)  # a cache class left out: the input rate
+    fixed_usd_per_gpu_hour: Decimal | None = Field(None, ge=0)
+    block: bool = False  # nothing above applies: the price says policy "block"
+
+    @field_validator("fixed_usd_per_1k")
+    @classmethod
+    def _non_negative(cls, v: dict) -> dict:
+        for k, rate in v.items():
+            if rate < 0:
+                raise ValueError(f"{k}: a rate must be >= 0")
+        return v
+
+    @model_validator(mode="after")
+    def _fixed_needs_rates(self) -> "UnpricedSettings":
+        if "fixed" in self.fallback and not (
+                {"input", "output"} <= set(self.fixed_usd_per_1k) or self.fixed_usd_per_gpu_hour is not None):
+            raise ValueError("the fixed fallback needs fixed_usd_per_1k with input and output "
+                             "(or fixed_usd_per_gpu_hour)")
+        return self
+
+
+class PricingSettings(BaseModel):
+    unpriced: UnpricedSettings = UnpricedSettings()
+
+    def unpriced_policy(self):
+        """The streams-level policy: `catalogue.with_unpriced_policy(settings.pricing.unpriced_policy())`."""
+        from costwarden.streams.pricing import UnpricedPolicy
+
+        u = self.unpriced
+        return UnpricedPolicy(provider_cost=u.provider_cost, fallback=tuple(u.fallback),
+                              fixed_per_1k=dict(u.fixed_usd_per_1k), fixed_per_gpu_hour=u.fixed_usd_per_gpu_hour,
+                              block=u.block)
+
+
 def _config_file() -> Path | None:
     p = os.environ.get("COSTWARDEN_CONFIG")
     if p:
@@ -157,6 +201,7 @@ class Settings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     api: ApiSettings = ApiSettings()
     connectors: ConnectorsSettings = ConnectorsSettings()
+    pricing: PricingSettings = PricingSettings()
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from costwarden.errors import FileError
 from costwarden.events import ServiceTier
 from costwarden.streams.pricing import (
-    _CTX, GpuEntry, ModelEntry, PriceVersion, Pricer, ProviderTable, RateCard,
+    _CTX, NO_POLICY, GpuEntry, ModelEntry, PriceVersion, Pricer, ProviderTable, RateCard, UnpricedPolicy,
 )
 
 RATE_PLACES = 6  # decimal places allowed in a USD-per-1M or USD-per-GPU-hour rate
@@ -92,11 +92,28 @@ class LongContext(Rates):
 
 class PriceVersionFile(Rates):
     effective_from: When
-    long_context: LongContext | None = None
+    # one long-context card, or several with ascending thresholds (the highest exceeded applies)
+    long_context: LongContext | list[LongContext] | None = None
+    source: str | None = Field(None, max_length=200)  # provenance of this version, if not the model's
+
+    @field_validator("long_context")
+    @classmethod
+    def _ascending(cls, v: LongContext | list[LongContext] | None) -> LongContext | list[LongContext] | None:
+        if isinstance(v, list):
+            above = [c.above_prompt_tokens for c in v]
+            if not above or any(b <= a for a, b in zip(above, above[1:])):
+                raise ValueError("long_context tiers need strictly ascending above_prompt_tokens")
+        return v
+
+    def long_context_cards(self) -> list[LongContext]:
+        lc = self.long_context
+        return [] if lc is None else (lc if isinstance(lc, list) else [lc])
 
 
 class ModelFile(_Strict):
+    source: str | None = Field(None, max_length=200)  # provenance: where these prices come from
     aliases: list[str] = Field(default_factory=list)
+    prefixes: list[str] = Field(default_factory=list)  # ids starting with one of these (longest wins)
     prices: list[PriceVersionFile] = Field(min_length=1)
 
 
@@ -106,6 +123,7 @@ class GpuPrice(_Strict):
 
 
 class GpuFile(_Strict):
+    source: str | None = Field(None, max_length=200)
     aliases: list[str] = Field(default_factory=list)
     prices: list[GpuPrice] = Field(min_length=1)
 
@@ -120,6 +138,7 @@ class ProviderFile(_Strict):
 class CatalogueFile(_Strict):
     version: str = Field(min_length=1, max_length=64)
     currency: str = Field("USD", pattern="^USD$")
+    provenance: dict[str, str] = Field(default_factory=dict)  # how the file was made (source, versions)
     service_tiers: dict[ServiceTier, Multiplier] = Field(default_factory=dict)
     provider_aliases: dict[str, str] = Field(default_factory=dict)
     fallback_providers: list[str] = Field(default_factory=list)
@@ -132,6 +151,15 @@ class _Loader(yaml.SafeLoader):
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
+
+if getattr(yaml, "__with_libyaml__", False):  # libyaml parses the generated catalogue ~10x faster
+    class _FastLoader(yaml.CSafeLoader):  # type: ignore[name-defined,misc]
+        pass
+
+    _FastLoader.add_constructor("tag:yaml.org,2002:timestamp",
+                                lambda loader, node: loader.construct_scalar(node))
+else:  # pragma: no cover
+    _FastLoader = _Loader  # type: ignore[misc,assignment]
 
 Path_ = tuple[str | int, ...]
 ErrorRow = tuple[str, int | None, str, str]
@@ -196,8 +224,9 @@ def _as_dict(v: Any) -> dict:
     return v if isinstance(v, dict) else {}
 
 
-def _cross_checks(data: dict, lines: dict[Path_, int], filename: str) -> list[ErrorRow]:
-    """Checks across entries, on the raw data so they run even when fields are invalid."""
+def _cross_checks(data: dict, lines: dict[Path_, int], filename: str, partial: bool = False) -> list[ErrorRow]:
+    """Checks across entries, on the raw data so they run even when fields are invalid.
+    `partial`: an overrides file, whose provider references are checked once it is layered."""
     errs: list[ErrorRow] = []
 
     def err(path: Path_, msg: str) -> None:
@@ -209,6 +238,18 @@ def _cross_checks(data: dict, lines: dict[Path_, int], filename: str) -> list[Er
         err(("providers",), "provider names differ only in case")
     for pname, prov in providers.items():
         prov = _as_dict(prov)
+        prefix_owner: dict[str, str] = {}
+        for key, entry in _as_dict(prov.get("models")).items():
+            prefixes = _as_dict(entry).get("prefixes")
+            for i, name in enumerate(prefixes if isinstance(prefixes, list) else []):
+                low = str(name).strip().lower()
+                if not low:
+                    err(("providers", pname, "models", key, "prefixes", i), "empty prefix")
+                elif low in prefix_owner:
+                    err(("providers", pname, "models", key, "prefixes", i),
+                        f"prefix {name!r} is already used by {prefix_owner[low]!r}")
+                else:
+                    prefix_owner[low] = str(key)
         for section in ("models", "gpus"):
             owner: dict[str, str] = {}
             for key, entry in _as_dict(prov.get(section)).items():
@@ -235,23 +276,33 @@ def _cross_checks(data: dict, lines: dict[Path_, int], filename: str) -> list[Er
                     seen[when] = i
         inherit = prov.get("inherit")
         for i, target in enumerate(inherit if isinstance(inherit, list) else []):
-            if str(target).lower() not in names or str(target).lower() == str(pname).lower():
+            if str(target).lower() == str(pname).lower() or (str(target).lower() not in names and not partial):
                 err(("providers", pname, "inherit", i), f"inherits from unknown provider {target!r}")
     for alias, target in _as_dict(data.get("provider_aliases")).items():
-        if str(target).lower() not in names:
+        if str(target).lower() not in names and not partial:
             err(("provider_aliases", alias), f"alias points to unknown provider {target!r}")
         if str(alias).lower() in names:
             err(("provider_aliases", alias), f"{alias!r} is a provider itself; an alias would hide it")
     fallback = data.get("fallback_providers")
     for i, target in enumerate(fallback if isinstance(fallback, list) else []):
-        if str(target).lower() not in names:
+        if str(target).lower() not in names and not partial:
             err(("fallback_providers", i), f"unknown provider {target!r}")
     return errs
 
 
-def parse_catalogue(text: str, filename: str = "<text>") -> CatalogueFile:
-    """Validate a catalogue file; raise FileError listing every problem with its line."""
-    loader = _Loader(text)
+def parse_catalogue(text: str, filename: str = "<text>", partial: bool = False) -> CatalogueFile:
+    """Validate a catalogue file; raise FileError listing every problem with its line.
+    `partial`: an overrides file (catalogue_update.py), which may name providers of the layer below."""
+    try:
+        return _parse(text, filename, _FastLoader, partial)
+    except FileError as e:
+        if _FastLoader is _Loader or not any(field == "<yaml>" for _, _, field, _ in e.errors):
+            raise
+    return _parse(text, filename, _Loader, partial)  # a YAML syntax error: the pure-Python parser words it
+
+
+def _parse(text: str, filename: str, loader_cls: type, partial: bool = False) -> CatalogueFile:
+    loader = loader_cls(text)
     try:
         node = loader.get_single_node()
         lines: dict[Path_, int] = {}
@@ -272,7 +323,7 @@ def parse_catalogue(text: str, filename: str = "<text>") -> CatalogueFile:
         parsed = CatalogueFile.model_validate(data)
     except ValidationError as e:
         errors += _pydantic_errors(e, lines, filename, floats)
-    errors += _cross_checks(data, lines, filename)
+    errors += _cross_checks(data, lines, filename, partial)
     if errors:
         raise FileError(sorted(errors, key=lambda r: (r[1] or 0, r[2])))
     assert parsed is not None
@@ -289,12 +340,11 @@ def _card(r: Rates, mult: Decimal) -> RateCard:
 
 
 def _version(v: PriceVersionFile, tiers: dict[str, Decimal]) -> PriceVersion:
-    lc = v.long_context
     return PriceVersion(
         effective_from=v.effective_from,
         by_tier={t: _card(v, m) for t, m in tiers.items()},
-        long_context_above=lc.above_prompt_tokens if lc else None,
-        long_context_by_tier={t: _card(lc, m) for t, m in tiers.items()} if lc else None,
+        long_context=tuple((lc.above_prompt_tokens, {t: _card(lc, m) for t, m in tiers.items()})
+                           for lc in v.long_context_cards()),
     )
 
 
@@ -302,11 +352,14 @@ def _compile_provider(name: str, pf: ProviderFile, base_tiers: dict[str, Decimal
     tiers = dict(base_tiers)
     tiers.update({t.value: m for t, m in pf.service_tiers.items()})
     models: dict[str, ModelEntry] = {}
+    prefixes: dict[str, ModelEntry] = {}
     for key, mf in pf.models.items():
         versions = tuple(sorted((_version(v, tiers) for v in mf.prices), key=lambda v: v.effective_from))
         entry = ModelEntry(key.strip().lower(), name, versions, tuple(v.effective_from.timestamp() for v in versions))
         for n in (key, *mf.aliases):
             models[n.strip().lower()] = entry
+        for n in mf.prefixes:
+            prefixes[n.strip().lower()] = entry
     gpus: dict[str, GpuEntry] = {}
     for key, gf in pf.gpus.items():
         prices = sorted(gf.prices, key=lambda p: p.effective_from)
@@ -314,13 +367,16 @@ def _compile_provider(name: str, pf: ProviderFile, base_tiers: dict[str, Decimal
                           tuple(p.per_gpu_hour for p in prices))
         for n in (key, *gf.aliases):
             gpus[n.strip().lower()] = gentry
-    return ProviderTable(models, gpus, tuple(p.strip().lower() for p in pf.inherit))
+    return ProviderTable(models, gpus, tuple(p.strip().lower() for p in pf.inherit), prefixes)
 
 
 class PriceCatalogue(Pricer):
-    """A validated, compiled price catalogue. `price(ev)` prices one UsageEvent (see pricing.py)."""
+    """A validated, compiled price catalogue. `price(ev)` prices one UsageEvent (see pricing.py).
 
-    def __init__(self, file: CatalogueFile, source: str = "<text>") -> None:
+    `with_unpriced_policy(policy)` gives the same catalogue charging unpriced events by `policy`
+    (costwarden.config PricingSettings.unpriced_policy()); without one they cost 0 (policy "none")."""
+
+    def __init__(self, file: CatalogueFile, source: str = "<text>", unpriced: UnpricedPolicy = NO_POLICY) -> None:
         base = {t.value: Decimal(1) for t in ServiceTier}
         base.update({t.value: m for t, m in file.service_tiers.items()})
         providers = {n.strip().lower(): _compile_provider(n.strip().lower(), pf, base)
@@ -329,9 +385,14 @@ class PriceCatalogue(Pricer):
             file.version, providers,
             {a.strip().lower(): t.strip().lower() for a, t in file.provider_aliases.items()},
             tuple(p.strip().lower() for p in file.fallback_providers),
+            unpriced,
         )
         self.file = file
         self.source = source
+
+    def model_count(self) -> int:
+        """Distinct priced models (an entry reached through several aliases counts once)."""
+        return sum(len(pf.models) for pf in self.file.providers.values())
 
     @classmethod
     def from_text(cls, text: str, filename: str = "<text>") -> "PriceCatalogue":

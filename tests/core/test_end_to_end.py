@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from costwarden.components import load_catalogue
+from costwarden.config import load_settings
 from costwarden import demo as gen
 from costwarden.alerts.notifier import LogNotifier
 from costwarden.budgets.controls import State
@@ -15,7 +17,6 @@ from costwarden.events import parse_event
 from costwarden.errors import InvalidEventError
 from costwarden.reports import spend_report
 from costwarden.store.queries import TOTALS_SQL
-from costwarden.streams.catalogue import PriceCatalogue
 
 START = datetime(2026, 10, 1, tzinfo=timezone.utc)
 END = datetime(2026, 10, 22, 12, tzinfo=timezone.utc)
@@ -23,7 +24,7 @@ END = datetime(2026, 10, 22, 12, tzinfo=timezone.utc)
 
 def independent_total(payloads) -> tuple[int, int]:
     """Ground truth without the pipeline: unique valid events priced one by one."""
-    cat = PriceCatalogue.default()
+    cat = load_catalogue(load_settings())  # with the default unpriced policy, as the pipeline
     seen, total = set(), 0
     for p in payloads:
         try:

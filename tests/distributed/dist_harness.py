@@ -13,6 +13,8 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from costwarden.components import load_catalogue
+from costwarden.config import load_settings
 from costwarden import demo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,11 +39,10 @@ def truth(lines: list[bytes]) -> dict:
     from costwarden.budgets.evaluate import BudgetLedger
     from costwarden.budgets.model import BudgetFile
     from costwarden.streams.attribution import Attributor, load_rules
-    from costwarden.streams.catalogue import PriceCatalogue
     from costwarden.streams.dedupe import DedupeWindow
     from costwarden.streams.process import Processor
 
-    proc = Processor(PriceCatalogue.default(), Attributor(load_rules(RULES)),
+    proc = Processor(load_catalogue(load_settings()), Attributor(load_rules(RULES)),
                      BudgetLedger(BudgetFile(version=1, budgets=[])), ControlBook(),
                      DedupeWindow(timedelta(days=3650), 10_000_000))
     items = [proc.parse(line, "truth") for line in lines]
@@ -256,6 +257,93 @@ class Receiver:
 
         return [m.group(1) for _, body in self.received
                 for m in [re.search(r"Alert key: (\S+)", body.get("message", ""))] if m]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- fault injection (costwarden/testing/faults.py) in worker processes --------------------------
+FAULT_VARS = ("COSTWARDEN_FAULT", "COSTWARDEN_FAULT_TABLE", "COSTWARDEN_FAULT_OWNER", "COSTWARDEN_FAULT_DELAY_MS",
+              "COSTWARDEN_FAULT_TRACE")
+
+
+def with_fault(env: dict, fault: str, table: str | None = None, owner: str | None = None,
+               trace: bool = True, delay_ms: float | None = None) -> dict:
+    """The worker env with COSTWARDEN_FAULT (kill-before:N, kill-inside:N, kill-after:N, fail:N,
+    or trace:0 for the trace alone) counted over `table` and writers whose journal owner starts
+    with `owner` ("raw:", "budget:")."""
+    out = without_faults(env)
+    out["COSTWARDEN_FAULT"] = fault
+    if table:
+        out["COSTWARDEN_FAULT_TABLE"] = table
+    if owner:
+        out["COSTWARDEN_FAULT_OWNER"] = owner
+    if trace:
+        out["COSTWARDEN_FAULT_TRACE"] = "1"
+    if delay_ms is not None:
+        out["COSTWARDEN_FAULT_DELAY_MS"] = str(delay_ms)
+    return out
+
+
+def without_faults(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k not in FAULT_VARS}
+
+
+def fault_points(text: str) -> list[tuple[int, str, str]]:
+    """The `fault-point <n> <table> [<owner>]` lines of a worker's log, as (n, table, owner)."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("fault-point "):
+            parts = line.split(" ")
+            out.append((int(parts[1]), parts[2], parts[3] if len(parts) > 3 else ""))
+    return out
+
+
+def first_commits(points: list[tuple[int, str, str]]) -> dict[str, list[str]]:
+    """The tables written by each writer's (journal owner's) first commit, in order: from its
+    journal entry to the done row (the next `commit_journal` write of the same owner)."""
+    out: dict[str, list[str]] = {}
+    closed: set[str] = set()
+    for _, table, owner in points:
+        if not owner or owner in closed:
+            continue
+        out.setdefault(owner, []).append(table)
+        if table == "commit_journal" and len(out[owner]) > 1:
+            closed.add(owner)
+    return {o: t for o, t in out.items() if o in closed}
+
+
+class ChannelReceiver:
+    """A local receiver for several Apprise json:// channels at once: channel NAME is
+    json://127.0.0.1:PORT/NAME; every POST is recorded as (monotonic time, channel, alert key)."""
+
+    def __init__(self) -> None:
+        import re
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        received = self.received = []
+        key_re = re.compile(r"Alert key: (\S+)")
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+                m = key_re.search(json.loads(raw).get("message", ""))
+                received.append((time.monotonic(), self.path.strip("/"), m.group(1) if m else ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def url(self, channel: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{channel}"
 
     def stop(self) -> None:
         self.server.shutdown()

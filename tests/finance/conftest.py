@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from costwarden import demo as gen
+from costwarden.config import load_settings
 
 START = datetime(2026, 9, 30, tzinfo=timezone.utc)
 END = datetime(2026, 10, 2, 6, tzinfo=timezone.utc)
@@ -36,7 +37,7 @@ def truth(payloads, rules_file: str | None = None, catalogue=None):
     from costwarden.streams.attribution import Attributor, default_rules, load_rules
     from costwarden.streams.catalogue import PriceCatalogue
 
-    cat = catalogue or PriceCatalogue.default()
+    cat = (catalogue or PriceCatalogue.default()).with_unpriced_policy(load_settings().pricing.unpriced_policy())
     attr = Attributor(load_rules(rules_file) if rules_file else default_rules())
     seen, rows = set(), []
     for p in payloads:

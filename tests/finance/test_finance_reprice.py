@@ -7,6 +7,7 @@ from pathlib import Path
 
 from conftest import sum_by, truth
 from costwarden import demo as gen
+from costwarden.config import load_settings
 from costwarden.embedded import EmbeddedPipeline
 from costwarden.finance.reports import finance_report
 from costwarden.finance.reprice import reprice
@@ -23,10 +24,10 @@ def new_catalogue(tmp_path: Path) -> PriceCatalogue:
     assert OLD_LINE in text
     text = text.replace(OLD_LINE, OLD_LINE + OLD_LINE.replace("2024-08-06", "2026-10-01")
                         .replace('input: "2.50"', 'input: "5.00"'))
-    text = text.replace('version: "2025-11-seed.1"', 'version: "2026-10-fix.1"')
+    text = text.replace(f'version: "{PriceCatalogue.default().version}"', 'version: "2026-10-fix.1"')
     f = tmp_path / "prices.yaml"
-    f.write_text(text)
-    return PriceCatalogue.from_yaml(f)
+    f.write_text(text)  # charging unpriced events as the pipeline does (the default policy)
+    return PriceCatalogue.from_yaml(f).with_unpriced_policy(load_settings().pricing.unpriced_policy())
 
 
 def rollup_sums(store) -> list[tuple]:
@@ -75,7 +76,7 @@ def test_reprice_switches_raw_and_rollups_to_the_price_in_force(settings, tmp_pa
     assert [r["v"] for r in versions] == ["2026-10-fix.1"]
     old = store.query("SELECT DISTINCT catalogue_version AS v FROM {db}.usage_events FINAL "
                       "WHERE priced_model = 'gpt-4o' AND occurred_at < '2026-10-01'")
-    assert [r["v"] for r in old] == ["2025-11-seed.1"]  # September kept the price then in force
+    assert [r["v"] for r in old] == [PriceCatalogue.default().version]  # September kept the price then in force
 
     again = reprice(store, cat, *RANGE)  # idempotent: nothing left to change
     assert again.changed == 0 and again.partitions == [] and rollup_sums(store) == sums

@@ -29,7 +29,7 @@ def test_gpt41_snapshot_with_cached_input_and_reasoning_inside_output():
                      tokens={"input": 1_250_000, "cache_read": 1_200_000, "output": 310_000, "reasoning": 90_000}))
     assert (p.cost_micros, p.unpriced, p.priced_model) == (5_580_000, False, "gpt-4.1")
     assert p.breakdown == {"input": Decimal("2.5"), "cache_read": Decimal("0.6"), "output": Decimal("2.48")}
-    assert p.catalogue_version == CAT.version == "2025-11-seed.1"
+    assert p.catalogue_version == CAT.version == "2026-12-01.genai-prices-0.2.3"
 
 
 SONNET_DAY = {"input": 1_245_880, "cache_read": 9_830_400, "cache_write": 184_320, "cache_write_1h": 10_000,
