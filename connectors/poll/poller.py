@@ -195,17 +195,23 @@ def _time(text: str, name: str) -> datetime:
         raise ConfigError(f"connector {name}: {e.detail}") from None
 
 
-def run_forever(pollers: list[Poller], stop: threading.Event, interval_s: float | None = None) -> None:
+def run_forever(pollers: list[Poller], stop: threading.Event,
+                interval_s: float | None = None) -> list[ConnectorAuthError]:
     """Poll each connector every interval until `stop` is set. An auth error stops that connector
-    (logged once, clearly); other connector errors are logged and retried next interval."""
+    (logged once, clearly); other connector errors are logged and retried next interval. Returns
+    the auth errors that stopped connectors (all of them stopped: the loop ends)."""
     active = list(pollers)
+    refused: list[ConnectorAuthError] = []
     while active and not stop.is_set():
         for p in list(active):
             try:
                 p.run_once()
             except ConnectorAuthError as e:
                 log.error("%s", e)
+                refused.append(e)
                 active.remove(p)
             except ConnectorError as e:
                 log.warning("%s (will retry in the next interval)", e)
-        stop.wait(interval_s if interval_s is not None else min(p.settings.interval_s for p in active or pollers))
+        if active:
+            stop.wait(interval_s if interval_s is not None else min(p.settings.interval_s for p in active))
+    return refused

@@ -58,7 +58,12 @@ def read_lines(source: str):
                 yield line.rstrip(b"\r\n")
 
 
-@cli.command()
+FILE_INPUT_EXITS = """Exit codes (the same for `price`, `ingest` and `normalize`): 0 when the input held at least
+    one valid event (invalid lines are reported on stderr, and `ingest` dead-letters them with the
+    reason); 3 when nothing in it was valid; 2 when the file cannot be read."""
+
+
+@cli.command(epilog=FILE_INPUT_EXITS)
 @click.argument("source")
 @click.option("--source-name", default="ingest", help="source label for dead letters")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
@@ -68,8 +73,7 @@ def ingest(ctx, source, source_name, as_json):
     """Ingest canonical events (JSON lines, FILE or -) through the whole embedded pipeline.
 
     With `costwarden serve` running on the data directory: POSTed to its /v1/events in batches."""
-    from rich.progress import Progress
-
+    from costwarden.human import Progress
     from costwarden.cli.remote import api_for
 
     api = api_for(ctx, "usage")
@@ -87,13 +91,14 @@ def ingest(ctx, source, source_name, as_json):
             total = sum(1 for line in fh if line.strip())
     p = open_pipeline(ctx, deliver=True)
     try:
-        with Progress(transient=True, disable=as_json or not sys.stderr.isatty()) as bar:
-            task = bar.add_task("ingesting", total=total)
-            report = p.ingest(read_lines(source), source_name, progress=lambda n: bar.advance(task, n))
+        with Progress("ingesting", total, enabled=not as_json) as bar:
+            report = p.ingest(read_lines(source), source_name, progress=bar.advance)
+        unpriced = dict(p.processor.metrics.unpriced)
     finally:
         p.close()
     summary = {"accepted": report.accepted, "duplicates": report.duplicates, "dead_lettered": dict(report.dead),
-               "cost_usd": str(from_micros(report.cost_micros)), "signals": [s.key for s in report.signals],
+               "cost_usd": str(from_micros(report.cost_micros)), "unpriced": unpriced,
+               "signals": [s.key for s in report.signals],
                "control_changes": [f"{c.after.workflow}:{c.after.state.value}" for c in report.changes]}
     _print_summary(summary, as_json)
     if report.dead and report.accepted == 0 and report.duplicates == 0:
@@ -103,12 +108,29 @@ def ingest(ctx, source, source_name, as_json):
 def _print_summary(summary: dict, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(summary, indent=2))
-    else:
-        for k, v in summary.items():
-            click.echo(f"{k}: {v}")
+        return
+    from costwarden import human
+
+    dead = summary["dead_lettered"]
+    click.echo(f"{human.plural(summary['accepted'], 'event')} stored, "
+               f"{human.plural(summary['duplicates'], 're-delivery', 're-deliveries')} counted once, "
+               f"{human.count(sum(dead.values()))} dead-lettered" + (f" ({human.mapping(dead)})" if dead else ""))
+    click.echo(f"cost: {human.usd(summary['cost_usd'])} (exact ${summary['cost_usd']})")
+    unpriced = summary.get("unpriced") or {}
+    if unpriced:
+        click.echo(f"unpriced: {human.plural(sum(unpriced.values()), 'event')} of a model not in the price catalogue "
+                   f"({human.mapping(unpriced)}), flagged in reports and charged by the pricing.unpriced policy")
+    sig = summary["signals"]
+    if sig is not None:  # None: through a server, whose alerts say it
+        click.echo(f"budget signals: {', '.join(sig) if sig else 'none'}")
+    ch = summary["control_changes"]
+    click.echo(f"control changes: {', '.join(ch) if ch else 'none'}")
+    if dead:
+        click.echo(f"{human.plural(sum(dead.values()), 'invalid line')} dead-lettered with the reason "
+                   f"({human.mapping(dead)})", err=True)
 
 
-@cli.command()
+@cli.command(epilog=FILE_INPUT_EXITS)
 @click.argument("source")
 @click.pass_context
 @handle_errors
@@ -122,34 +144,54 @@ def price(ctx, source):
     from costwarden.streams.rollup import event_row
 
     s = settings_from(ctx)
+    lines = read_lines(source)
     cat, attr = load_catalogue(s), load_attributor(s)
-    bad = 0
-    for n, line in enumerate(read_lines(source), 1):
+    bad = good = unpriced = 0
+    for n, line in enumerate(lines, 1):
         try:
             ev = parse_event(line, s.limits.limits())
         except InvalidEventError as e:
             bad += 1
             click.echo(f"line {n}: {e}", err=True)
             continue
-        row = event_row(ev, cat.price(ev), attr.attribute(ev), datetime.now(timezone.utc))
+        good += 1
+        pr = cat.price(ev)
+        unpriced += bool(pr.unpriced)
+        row = event_row(ev, pr, attr.attribute(ev), datetime.now(timezone.utc))
         row["cost_usd"] = str(from_micros(row["cost_micros"]))
         click.echo(json.dumps(row, default=str))
+    if unpriced:
+        click.echo(f"{unpriced} event(s) of a model not in the price catalogue: flagged `\"unpriced\": 1`, "
+                   f"charged by the pricing.unpriced policy", err=True)
     if bad:
-        sys.exit(3)
+        click.echo(f"{good} event(s) priced, {bad} invalid line(s)", err=True)
+    elif not good:
+        click.echo(f"no events in {source}", err=True)
+    if bad and not good:
+        sys.exit(3)  # nothing in the input was a valid event
+
+
+def _this_month() -> str:
+    from datetime import datetime, timezone
+
+    return f"{datetime.now(timezone.utc):%Y-%m}"
 
 
 @cli.command()
-@click.option("--by", "by", default="team", help="team, workflow, cost_center, env, provider, model (comma separated)")
-@click.option("--period", required=True, help="2026-11, 2026-Q4, 2026-W47, 2026-11-21 or FROM..TO")
+@click.option("--by", "by", default="team", show_default=True,
+              help="team, workflow, cost_center, env, provider, model (comma separated)")
+@click.option("--period", default=None,
+              help="2026-11, 2026-Q4, 2026-W47, 2026-11-21 or FROM..TO (UTC); default: the current month")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.pass_context
 @handle_errors
 def report(ctx, by, period, fmt):
-    """Spend by team / workflow / model ... for a period, from the ClickHouse rollups."""
-    from costwarden.reports import spend_report
-
+    """Spend by team / workflow / model ... for a period (default: the current month, UTC), from
+    the ClickHouse rollups. Money is exact in CSV and JSON; the table rounds it for reading."""
     from costwarden.cli.remote import api_for
+    from costwarden.reports import nothing_for, spend_report
 
+    period = period or _this_month()
     start, end = parse_period(period)
     group = [d.strip() for d in by.split(",") if d.strip()]
     api = api_for(ctx, "status")
@@ -157,10 +199,12 @@ def report(ctx, by, period, fmt):
         from costwarden.cli.via_api import report as report_via
 
         rows, columns = report_via(api, group, period)
+        empty = f"no usage stored for {period} (asked {api.info.url})"
     else:
         p = open_pipeline(ctx)
         rows, columns = spend_report(p.store, group, start, end)
-    emit(rows, fmt, columns, title=f"spend {period} by {by}")
+        empty = nothing_for(p.store, p.settings.data_dir, period) if not rows else None
+    emit(rows, fmt, columns, title=f"spend {period} by {by}", empty=empty)
 
 
 from costwarden.cli.budgets_cmd import budgets  # noqa: E402
@@ -175,7 +219,7 @@ cli.add_command(demo)
 # click commands/groups to add (or attaches subcommands to an existing group on import).
 import importlib  # noqa: E402
 
-for _name in ("worker_cmd", "api_cmd", "connectors_cmd", "finance_cmd"):
+for _name in ("worker_cmd", "api_cmd", "connectors_cmd", "finance_cmd", "catalogue_cmd"):
     try:
         _mod = importlib.import_module(f"costwarden.cli.{_name}")
     except ModuleNotFoundError as _e:

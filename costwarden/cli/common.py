@@ -51,8 +51,13 @@ def _jsonable(v):
     return v
 
 
-def emit(rows: list[dict], fmt: str, columns: list[str] | None = None, title: str | None = None) -> None:
+def emit(rows: list[dict], fmt: str, columns: list[str] | None = None, title: str | None = None,
+         empty: str | None = None) -> None:
+    """Rows as a table for people (costwarden/cli/human.py), or exact CSV / JSON. With no rows,
+    `empty` says why on stderr in one line (and a table prints nothing else)."""
     columns = columns or (list(rows[0]) if rows else [])
+    if not rows and empty:
+        click.echo(empty, err=True)
     if fmt == "json":
         click.echo(json.dumps([{c: _jsonable(r.get(c)) for c in columns} for r in rows], indent=2))
     elif fmt == "csv":
@@ -62,16 +67,23 @@ def emit(rows: list[dict], fmt: str, columns: list[str] | None = None, title: st
         for r in rows:
             w.writerow([_jsonable(r.get(c)) for c in columns])
         click.echo(buf.getvalue(), nl=False)
-    else:
-        from rich.console import Console
-        from rich.table import Table
+    elif rows or not empty:
+        print_table(rows, columns, title)
 
-        table = Table(title=title)
-        for c in columns:
-            table.add_column(c, justify="right" if rows and isinstance(rows[0].get(c), (int, Decimal)) else "left")
-        for r in rows:
-            table.add_row(*[str(_jsonable(r.get(c))) if r.get(c) is not None else "" for c in columns])
-        Console(width=200).print(table)
+
+def print_table(rows: list[dict], columns: list[str], title: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from costwarden import human
+
+    columns = human.human_columns(columns)
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(human.label(c), justify="right" if human.is_numeric(c, rows) else "left")
+    for r in rows:
+        table.add_row(*[human.cell(c, r.get(c)) for c in columns])
+    Console(width=200).print(table)
 
 
 LOCKED_EXIT = 5  # StoreError's exit code: the data directory is held by another process
@@ -89,6 +101,11 @@ def handle_errors(fn):
         except CostwardenError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
+            if not e.filename:
+                raise
+            click.echo(f"error: cannot read {e.filename}: {e.strerror}", err=True)  # as click's exists=True: 2
+            sys.exit(2)
         except Exception as e:
             from costwarden.cli.remote import lock_error_line
 

@@ -64,16 +64,22 @@ def run(ctx, name, once, from_, to, as_json):
             if as_json:
                 click.echo(json.dumps(out, indent=2, default=str))
             else:
+                from costwarden import human
+
                 for k, v in out.items():
-                    click.echo(f"{k}: {v}")
+                    text = (human.mapping(v) if isinstance(v, dict) else human.when(v) if k in ("cursor", "horizon")
+                            else human.cell(k, v))
+                    click.echo(f"{k.replace('_', ' ')}: {text}")
             return
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         click.echo(f"{name}: polling every {ps.interval_s}s (Ctrl-C to stop)", err=True)
         try:
-            run_forever([poller], stop, ps.interval_s)
+            refused = run_forever([poller], stop, ps.interval_s)
         except KeyboardInterrupt:
-            pass
+            refused = []
+        if refused:
+            raise refused[0]  # the provider refused our credentials: exit 9, as with --once
     finally:
         p.close()
 
@@ -107,7 +113,10 @@ def list_(ctx, as_json):
 @handle_errors
 def normalize(source, group_by, occurred_at, provider, file):
     """Print the canonical events (or cost lines) of FILE (or -) as JSON lines; rejects on stderr.
-    No side effects: nothing is stored. Exit 3 when nothing in FILE could be read."""
+    No side effects: nothing is stored.
+
+    Exit codes (as `price` and `ingest`): 0 when FILE held at least one valid record (rejects on
+    stderr); 3 when nothing in it could be read; 2 when the file cannot be read."""
     from costwarden.connectors import normalize as run_parser
 
     data = sys.stdin.buffer.read() if file == "-" else open(file, "rb").read()
@@ -157,7 +166,9 @@ def reconcile(ctx, period, fmt, threshold_pct, channel, no_alert):
     p = open_pipeline(ctx, deliver=bool(channel) and not no_alert)
     try:
         rows = run_reconcile(p.store, start, end, threshold)
-        emit([r.as_row() for r in rows], fmt, COLUMNS, title=f"reconciliation {period} (threshold {threshold}%)")
+        emit([r.as_row() for r in rows], fmt, COLUMNS, title=f"reconciliation {period} (threshold {threshold}%)",
+             empty=f"nothing to reconcile for {period}: no provider cost lines stored (`costwarden connectors run "
+                   f"openai-costs` or `anthropic-cost` pulls them)")
         over = sum(r.over for r in rows)
         if over and channel and not no_alert:
             key = enqueue_drift_alert(p.store, rows, period, threshold, channel, datetime.now(timezone.utc))

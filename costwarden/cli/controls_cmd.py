@@ -32,7 +32,8 @@ def list_(ctx, show_all, as_json):
                                                                                     show_all)
     emit(rows, "json" if as_json else "table",
          ["workflow", "state", "rate_per_min", "budget", "reason", "set_by", "set_at", "expires_at", "active"],
-         title="controls")
+         title="controls", empty="no throttle or block has ever been set" if show_all else
+         "no active throttle or block (`costwarden controls list --all` shows expired and released ones)")
 
 
 def _local_controls(p, show_all: bool) -> list[dict]:
@@ -107,4 +108,4 @@ def audit(ctx, workflow, as_json):
         rows = [r for r in p.store.query(AUDIT_SQL) if workflow is None or r["workflow"] == workflow]
     emit(rows, "json" if as_json else "table",
          ["at", "workflow", "from_state", "to_state", "rate_per_min", "budget_id", "actor", "actor_kind", "reason"],
-         title="control audit")
+         title="control audit", empty="no control changes recorded" + (f" for {workflow}" if workflow else ""))

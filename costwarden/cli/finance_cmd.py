@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
+from costwarden import human
 from costwarden.cli.budgets_cmd import budgets
 from costwarden.cli.common import _jsonable, emit, handle_errors, parse_period
-from costwarden.money import fmt_usd, from_micros
+from costwarden.money import from_micros
 
 
 def _store(ctx: click.Context):
@@ -31,39 +32,47 @@ def _range(a: str, b: str) -> tuple[datetime, datetime]:
     return parse_period(a)[0], parse_period(b)[1]
 
 
-def _progress(enabled: bool):
-    from rich.progress import Progress
+def _progress(label: str, total: int | None, enabled: bool):
+    from costwarden.human import Progress
 
-    return Progress(transient=True, disable=not enabled or not sys.stderr.isatty())
+    return Progress(label, total, enabled=enabled)
 
 
 @click.command("report-finance")
-@click.option("--by", default="team", help="team, workflow, cost_center, env, provider, model (comma separated)")
-@click.option("--period", required=True, help="2026-11, 2026-Q4, 2026-W47, 2026-11-21 or FROM..TO")
+@click.option("--by", default="team", show_default=True,
+              help="team, workflow, cost_center, env, provider, model (comma separated)")
+@click.option("--period", default=None,
+              help="2026-11, 2026-Q4, 2026-W47, 2026-11-21 or FROM..TO (UTC); default: the current month")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet", "html"]), default="table")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="file (required for parquet and html)")
 @click.option("--no-compare", is_flag=True, help="leave out the previous period's cost and the change")
 @click.pass_context
 @handle_errors
 def report_finance(ctx, by, period, fmt, out, no_compare):
-    """Showback/chargeback with unit costs and period-over-period change; or the HTML report."""
+    """Showback/chargeback with unit costs and period-over-period change; or the HTML report
+    (budgets from --budgets or the configured budgets file)."""
     from costwarden.finance.export import to_csv, to_parquet
     from costwarden.finance.reports import finance_report
+    from costwarden.reports import nothing_for
 
+    period = period or f"{datetime.now(timezone.utc):%Y-%m}"
     start, end = parse_period(period)
-    s, store = _store(ctx)
     if fmt in ("parquet", "html") and out is None:
         raise click.UsageError(f"--format {fmt} needs --out FILE")
+    s, store = _store(ctx)
+    dims = [d.strip() for d in by.split(",") if d.strip()]
+    rows, cols = finance_report(store, dims, start, end, compare=not no_compare)
+    if not (rows and rows[-1]["cost_micros"] or rows and rows[-1]["requests"]):
+        click.echo(nothing_for(store, s.data_dir, period), err=True)
     if fmt == "html":
         from costwarden.embedded import load_budget_file
         from costwarden.finance.html import build
 
         now = min(end, datetime.now(timezone.utc))
-        out.write_text(build(store, load_budget_file(s), start, end, now, f"costwarden spend report {period}"))
-        click.echo(f"wrote {out}")
+        budgets = load_budget_file(s)
+        out.write_text(build(store, budgets, start, end, now, f"AI spend {period}"))
+        click.echo(f"wrote {out}" + ("" if budgets.budgets else " (no budgets: pass --budgets FILE to show them)"))
         return
-    dims = [d.strip() for d in by.split(",") if d.strip()]
-    rows, cols = finance_report(store, dims, start, end, compare=not no_compare)
     if fmt == "parquet":
         to_parquet(rows, cols, out)
         click.echo(f"wrote {len(rows)} rows to {out}")
@@ -71,6 +80,15 @@ def report_finance(ctx, by, period, fmt, out, no_compare):
         out.write_text(to_csv(rows, cols) if fmt == "csv" else
                        json.dumps([{c: _jsonable(r.get(c)) for c in cols} for r in rows], indent=2))
         click.echo(f"wrote {len(rows)} rows to {out}")
+    elif fmt == "table":  # for people: no column that says nothing, and no zeros standing for "no data"
+        from costwarden.reports import stored_days
+
+        span = stored_days(store)
+        if not no_compare and (span is None or span[0] >= start.date()):
+            for r in rows:
+                r["previous_cost_usd"], r["change_pct"] = "no earlier data", None
+        cols = [c for c in cols if c in dims or c in ("requests", "cost_usd") or any(r.get(c) for r in rows)]
+        emit(rows, fmt, cols, title=f"spend {period} by {by}")
     else:
         emit(rows, fmt, cols, title=f"spend {period} by {by}")
 
@@ -100,7 +118,8 @@ def focus(ctx, period, fmt, out, account_id, account_name):
     write_focus(rows, fmt, out if out is not None else sys.stdout)
     if out is not None:
         total = sum(r["BilledCost"] for r in rows)
-        click.echo(f"wrote {len(rows)} FOCUS rows to {out}, BilledCost total ${total}", err=True)
+        click.echo(f"wrote {len(rows):,} FOCUS rows to {out}, BilledCost total {human.usd(total)} (exact ${total})",
+                   err=True)
 
 
 @click.command()
@@ -125,9 +144,8 @@ def reprice(ctx, from_, to, catalogue_file, dry_run, as_json):
     cat = load_catalogue(s)
     total = store.query("SELECT count() AS n FROM {db}.usage_events WHERE occurred_at >= "
                         f"{_ts(start)} AND occurred_at < {_ts(end)}")[0]["n"]
-    with _progress(not as_json) as bar:
-        task = bar.add_task("re-pricing", total=total)
-        res = run(store, cat, start, end, dry_run=dry_run, progress=lambda n: bar.advance(task, n))
+    with _progress("re-pricing", total, not as_json) as bar:
+        res = run(store, cat, start, end, dry_run=dry_run, progress=bar.advance)
     rows = [{"model": m, "team": t, "events": c.events, "old_usd": from_micros(c.old_micros),
              "new_usd": from_micros(c.new_micros), "delta_usd": from_micros(c.new_micros - c.old_micros)}
             for (m, t), c in sorted(res.by_model_team.items(), key=lambda kv: -abs(kv[1].new_micros - kv[1].old_micros))]
@@ -138,10 +156,12 @@ def reprice(ctx, from_, to, catalogue_file, dry_run, as_json):
         click.echo(json.dumps(summary | {"changes": [{k: str(v) if not isinstance(v, int) else v
                                                       for k, v in r.items()} for r in rows]}, indent=2))
         return
-    emit(rows, "table", list(rows[0]) if rows else ["model"], title="changes by model and team")
+    emit(rows, "table", list(rows[0]) if rows else ["model"], title="changes by model and team",
+         empty="no stored event changes price with this catalogue")
     verb = "would switch" if dry_run else "switched"
     click.echo(f"catalogue {cat.version}: {res.scanned:,} events scanned, {res.changed:,} re-priced, "
-               f"delta {fmt_usd(res.new_micros - res.old_micros, 6)}; {verb} partitions {res.partitions or 'none'}")
+               f"change {human.usd_micros(res.new_micros - res.old_micros)}; {verb} partitions "
+               f"{', '.join(map(str, res.partitions)) or 'none'}")
 
 
 def _ts(d: datetime) -> str:
@@ -167,9 +187,8 @@ def simulate(ctx, file, from_, to, fmt):
     bf = load_budgets(file)
     start, end = _range(from_, to)
     _, store = _store(ctx)
-    with _progress(fmt != "json") as bar:
-        task = bar.add_task("replaying", total=None)
-        sim = run(store, bf, start, end, progress=lambda n: bar.advance(task, n))
+    with _progress("replaying", None, fmt != "json") as bar:
+        sim = run(store, bf, start, end, progress=bar.advance)
     if fmt == "json":
         click.echo(json.dumps(as_json(sim), indent=2))
     else:
@@ -177,7 +196,8 @@ def simulate(ctx, file, from_, to, fmt):
 
 
 @budgets.command("forecast")
-@click.option("--at", "at", default=None, help="forecast as of this UTC time (default now)")
+@click.option("--at", "at", default=None, help="forecast as of this ISO time (default now; an offset is honoured, "
+                                                "none means UTC)")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
 @click.pass_context
 @handle_errors
@@ -186,14 +206,17 @@ def forecast(ctx, at, fmt):
     from costwarden.embedded import load_budget_file
     from costwarden.finance.burn import budget_forecasts
 
-    when = datetime.fromisoformat(at).replace(tzinfo=timezone.utc) if at else datetime.now(timezone.utc)
+    from costwarden.cli.budgets_cmd import parse_at
+
+    when = parse_at(at) if at else datetime.now(timezone.utc)
     s, store = _store(ctx)
     rows = budget_forecasts(store, load_budget_file(s), when)
     for r in rows:
         for k in ("spend", "amount", "forecast", "linear_forecast"):
             r[f"{k}_usd"] = from_micros(r[f"{k}_micros"])
     emit(rows, fmt, ["budget", "period", "spend_usd", "amount_usd", "forecast_usd", "linear_forecast_usd",
-                     "exhausted_at", "method"], title=f"budget forecasts at {when:%Y-%m-%d %H:%M} UTC")
+                     "exhausted_at", "method"], title=f"budget forecasts as of {human.when(when)}",
+         empty="no calendar budgets: pass --budgets FILE (before the command) or set budgets.budgets_file")
 
 
 COMMANDS = [report_finance, export, reprice]

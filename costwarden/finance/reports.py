@@ -82,7 +82,8 @@ def finance_report(store: Store, by: list[str], start: datetime, end: datetime,
         run = runs.get(_key(r, by)) if not is_total else {
             "runs": sum(x["runs"] for x in runs.values()),
             "run_cost_micros": sum(x["run_cost_micros"] for x in runs.values())}
-        r["cost_per_1k_requests_usd"] = _per(r["cost_micros"], r["requests"], 1000)
+        # unit costs over the spend of rows with requests (the TOTAL row: not GPU hours over model calls)
+        r["cost_per_1k_requests_usd"] = _per(r.get("request_cost_micros", r["cost_micros"]), r["requests"], 1000)
         r["runs"] = run["runs"] if run else 0
         r["cost_per_run_usd"] = _per(run["run_cost_micros"], run["runs"]) if run else None
         if compare:

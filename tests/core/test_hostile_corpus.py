@@ -22,11 +22,12 @@ from hostile import DUPLICATE, GOOD  # noqa: E402
 from costwarden.connectors import normalize  # noqa: E402
 from costwarden.errors import InvalidEventError  # noqa: E402
 from costwarden.events import parse_event, storable_text  # noqa: E402
-from costwarden.streams.catalogue import PriceCatalogue  # noqa: E402
+from costwarden.components import load_catalogue  # noqa: E402
+from costwarden.config import load_settings  # noqa: E402
 
 NOW = datetime.now(timezone.utc)
 CORPORA = {"hostile": hostile.canonical(NOW), "months": hostile.months(NOW)}
-CATALOGUE = PriceCatalogue.default()
+CATALOGUE = load_catalogue(load_settings())  # as the pipeline prices (unpriced policy included)
 
 
 def expected_store(events) -> tuple[set[str], int]:
