@@ -94,6 +94,8 @@ def register(app: faust.App, rt: Runtime) -> None:
             for sl in batch:  # until stored, lag counts from here
                 rt.next_offset.setdefault((sl.topic, sl.partition), sl.first)
             res = await rt.commit_point("raw", rt.raw.handle, batch)
+            for key, value in res.forward:  # to the partition of the event's id (raw_stage.py)
+                await raw.send(key=key, value=value)
             for key, value in res.processed:
                 await processed.send(key=key, value=value)
             for key, value in res.dead:

@@ -42,7 +42,7 @@ class Runtime:
         self.core = Core.load(settings)
         self.raw_store = self.core.open_store(migrate_schema=True)
         self.budget_store = self.core.open_store()  # its own connection: the stages run concurrently
-        self.raw = RawStage(self.core, self.raw_store)
+        self.raw = RawStage(self.core, self.raw_store, route_by_id=True)
         self.budget = BudgetStage(self.core, self.budget_store)
         self.next_offset: dict[tuple[str, int], int] = {}  # per partition: next offset to commit
         self.assigned: frozenset[tuple[str, int]] = frozenset()  # this worker's partitions now

@@ -41,6 +41,8 @@ from costwarden.budgets.model import BudgetFile
 from costwarden.budgets.periods import period_bounds
 from costwarden.components import Core
 from costwarden.distributed.state import dedupe_window, to_json
+from costwarden.distributed.topics import key_partition
+from costwarden.events import UsageEvent
 from costwarden.persist import absorb, stored_ids
 from costwarden.pipeline import form_commit
 from costwarden.store import Store, tables as T
@@ -71,6 +73,9 @@ class Result:
     processed: list[tuple[bytes, bytes]] = field(default_factory=list)     # (workflow, row JSON)
     dead: list[tuple[bytes, bytes]] = field(default_factory=list)          # (source, dead letter JSON)
     budget_usage: list[tuple[bytes, bytes]] = field(default_factory=list)  # (budget id, usage JSON)
+    # events that arrived on another partition than their event id's: sent back to usage.raw, keyed
+    # by the id, so every copy of an id is processed by the one owner of its partition, in order
+    forward: list[tuple[bytes, bytes]] = field(default_factory=list)       # (event id, payload)
     events_in: int = 0
     accepted: int = 0
     duplicates: int = 0  # every event found already stored or repeated (replayed ones included)
@@ -85,7 +90,10 @@ def raw_owner(topic: str, partition: int) -> str:
 
 
 class RawStage:
-    def __init__(self, core: Core, store: Store, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, core: Core, store: Store, clock: Callable[[], datetime] | None = None,
+                 route_by_id: bool = False) -> None:
+        """`route_by_id` (the worker's setting): an event on another partition than its id's is
+        forwarded there, not processed here (slices handed in by tests may come from anywhere)."""
         self.core = core
         self.store = store
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -94,6 +102,7 @@ class RawStage:
         self.processor = Processor(core.catalogue, core.attributor, empty, ControlBook(), dedupe_window(store, s),
                                    s.limits.limits(), self.clock)
         self.budgets = BudgetLedger(core.budgets)  # only for matching scopes; stage 2 evaluates
+        self.partitions = s.kafka.partitions if route_by_id else 0  # of the raw topic: an id's home
         self.lock = threading.RLock()  # the agent's commit point and a takeover run in worker threads
         self._writers: dict[tuple[str, int], CommitWriter] = {}
         self._taken: set[tuple[str, int]] = set()  # partitions whose journal was replayed since assigned
@@ -161,7 +170,14 @@ class RawStage:
             self._absorb(tp, w.recover())
         proc = self.processor
         source = f"kafka:{sl.topic}"
-        items = [proc.parse(p, source) for p in sl.payloads]
+        items, forward = [], []
+        for payload in sl.payloads:
+            item = proc.parse(payload, source)
+            key = item.event_id.encode() if isinstance(item, UsageEvent) else b""
+            if key and self.partitions and key_partition(key, self.partitions) != sl.partition:
+                forward.append((key, payload))  # two partitions' owners must never store one id at once
+            else:
+                items.append(item)
         known = stored_ids(self.store, proc.lookups(items))
         proc.begin()
         try:
@@ -171,7 +187,10 @@ class RawStage:
             proc.rollback()
             raise
         proc.commit()
-        return self._result(tp, len(items), enriched)
+        res = self._result(tp, len(items), enriched)
+        res.forward = forward
+        res.events_in += len(forward)
+        return res
 
     def _result(self, tp: tuple[str, int], n: int, e: Enriched) -> Result:
         part = Result(events_in=n)
@@ -238,6 +257,7 @@ def _row_dims(row: dict) -> dict:
 
 def _merge(res: Result, part: Result) -> None:
     res.processed += part.processed
+    res.forward += part.forward
     res.dead += part.dead
     res.budget_usage += part.budget_usage
     res.events_in += part.events_in

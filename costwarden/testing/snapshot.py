@@ -30,6 +30,23 @@ QUERIES = {
 }
 
 
+# every rollup fed by usage_events' materialized views (report rollups, migration 001; budget
+# rollups, migration 006), each as (events, cost_micros) against usage_events FINAL
+ROLLUP_TABLES = ("usage_rollup_minute", "usage_rollup_hour", "usage_rollup_day", "budget_rollup_minute",
+                 "budget_rollup_hour")
+
+
+def rollup_totals(store) -> dict[str, tuple[int, int]]:
+    """{"final": (events, cost)} of usage_events FINAL and the same sums of every rollup table."""
+    out = {}
+    raw = store.query("SELECT count() AS events, sum(cost_micros) AS cost FROM {db}.usage_events FINAL")[0]
+    out["final"] = (int(raw["events"] or 0), int(raw["cost"] or 0))
+    for t in ROLLUP_TABLES:
+        r = store.query(f"SELECT sum(events) AS events, sum(cost_micros) AS cost FROM {{db}}.{t}")[0]
+        out[t] = (int(r["events"] or 0), int(r["cost"] or 0))
+    return out
+
+
 def snapshot(store) -> dict:
     out = {name: store.query(sql) for name, sql in QUERIES.items()}
     return json.loads(json.dumps(out, default=str))

@@ -306,3 +306,21 @@ def test_delivery_sends_only_the_rows_of_budgets_owned_now(core):
     assert sorted(sent) == ["a", "reconcile"] and report.sent == 2
     assert outbox.deliver_due(Notifier(), now, owns=lambda b: False).sent == 0
     assert {r["key"].split(":")[0] for r in outbox.rows(status="pending")} == {"b", "c"}
+
+
+def test_a_copy_on_another_partition_is_forwarded_to_its_ids_partition(core, lines):
+    """Two workers must never both find an id absent and store it: the worker routes every copy of
+    an id to the id's partition (as the producers key it) and processes only its own."""
+    from costwarden.distributed.topics import key_partition
+
+    store = core.open_store(migrate_schema=True)
+    stage = RawStage(core, store, route_by_id=True)
+    n = core.settings.kafka.partitions
+    valid = [ln for ln in lines[:400] if b'"event_id"' in ln][:50]
+    home = {ln: key_partition(json.loads(ln)["event_id"].encode(), n) for ln in valid}
+    mine = [ln for ln in valid if home[ln] == 0]
+    res = stage.handle([Slice("usage.raw", 0, 0, len(valid) - 1, valid)])
+    assert sorted(v for _, v in res.forward) == sorted(ln for ln in valid if home[ln] != 0)
+    assert all(key_partition(k, n) != 0 for k, _ in res.forward)
+    ids = {json.loads(ln)["event_id"] for ln in mine}  # the demo re-sends some lines
+    assert res.accepted == len(ids) and h.totals(store)["raw"][0] == len(ids)
