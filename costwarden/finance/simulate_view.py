@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import Callable
 
 from costwarden.finance.simulate import Simulation
-from costwarden.money import fmt_usd, from_micros
+from costwarden.human import plural, usd_micros
+from costwarden.money import from_micros
 
 
 def as_json(sim: Simulation) -> dict:
@@ -32,21 +33,21 @@ def as_json(sim: Simulation) -> dict:
 
 def print_text(sim: Simulation, echo: Callable[[str], None]) -> None:
     echo(f"replayed {sim.events:,} stored events {sim.start:%Y-%m-%d %H:%M} .. {sim.end:%Y-%m-%d %H:%M} UTC "
-         f"(spend {fmt_usd(sim.spend_micros)}); in memory only: nothing written, sent or changed")
+         f"(spend {usd_micros(sim.spend_micros)}); in memory only: nothing written, sent or changed")
     for o in sim.budgets.values():
-        echo(f"\n{o.budget_id} (amount {fmt_usd(o.amount_micros)}): charged {fmt_usd(o.charged_micros)}, "
-             f"{len(o.fired)} thresholds fired, {len(o.tripped)} controls tripped, "
-             f"refused {fmt_usd(o.refused_micros, 6)} in {o.refused_events:,} events")
+        echo(f"\n{o.budget_id} (amount {usd_micros(o.amount_micros)}): charged {usd_micros(o.charged_micros)}, "
+             f"{plural(len(o.fired), 'threshold')} fired, {plural(len(o.tripped), 'control')} tripped, "
+             f"refused {usd_micros(o.refused_micros)} in {o.refused_events:,} events")
         for f in o.fired:
             echo(f"  {f.at:%Y-%m-%d %H:%M:%S} {f.period} {f.kind} {f.threshold} fired at spend "
-                 f"{fmt_usd(f.spend_micros)}" + (f" (forecast {fmt_usd(f.forecast_micros)})"
+                 f"{usd_micros(f.spend_micros)}" + (f" (forecast {usd_micros(f.forecast_micros)})"
                                                  if f.kind == "forecast" else ""))
         for t in o.tripped:
             rate = f" to {t.rate_per_min}/min" if t.rate_per_min is not None else ""
             until = f" until {t.expires_at:%Y-%m-%d %H:%M}" if t.expires_at else ""
             echo(f"  {t.at:%Y-%m-%d %H:%M:%S} {t.state} {t.workflow}{rate}{until}")
         if o.refused_micros:
-            echo(f"  refused: by block {fmt_usd(o.refused_block_micros, 6)}, by throttle "
-                 f"{fmt_usd(o.refused_throttle_micros, 6)}; "
-                 + ", ".join(f"{w} {fmt_usd(v)}" for w, v in o.refused_by_workflow.most_common()))
-    echo(f"\ntotal refused {fmt_usd(sim.refused_micros, 6)} of {fmt_usd(sim.spend_micros, 6)}")
+            echo(f"  refused: by block {usd_micros(o.refused_block_micros)}, by throttle "
+                 f"{usd_micros(o.refused_throttle_micros)}; "
+                 + ", ".join(f"{w} {usd_micros(v)}" for w, v in o.refused_by_workflow.most_common()))
+    echo(f"\ntotal refused {usd_micros(sim.refused_micros)} of {usd_micros(sim.spend_micros)}")
