@@ -118,6 +118,10 @@ class ApiSettings(BaseModel):
     # DATA_DIR/serve.token (mode 0600) for the CLI of the same user unless local_token is false
     token: SecretStr | None = None
     local_token: bool = True
+    # GET /v1/decisions/{workflow} also from a process of its own on this port (docs/gateway.md);
+    # its scheduling priority: high / realtime need root or CAP_SYS_NICE (else it says so, runs normal)
+    decisions_port: int | None = Field(None, ge=0, le=65535)
+    decisions_priority: Literal["normal", "high", "realtime"] = "normal"
 
 
 class UnpricedSettings(BaseModel):

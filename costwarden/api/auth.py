@@ -113,6 +113,7 @@ class TokenBook:
         self.min_gap_s = min(min_gap_s, refresh_s)
         self._last_start = float("-inf")
         self.loads = 0  # loads completed (tests and /metrics count them)
+        self._listeners: list = []  # () -> None after the book changed (decision_process.py)
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> None:
@@ -127,11 +128,13 @@ class TokenBook:
                     by_hash.pop(h, None)
                 else:
                     by_hash[h] = who
+            changed = by_hash != self._by_hash
             self._by_hash = by_hash
             self._loaded_at = started
             self.loads += 1
         if self._on_load is not None:
             self._on_load()
+        self._notify(changed)
 
     def start(self) -> "TokenBook":
         with self._lock:
@@ -197,11 +200,33 @@ class TokenBook:
             h = token_hash(token)
             self._by_hash[h] = who
             self._recent[h] = (who, time.monotonic())
+        self._notify(True)
 
     def remove(self, sha256: str) -> None:
         with self._lock:
             self._by_hash.pop(sha256, None)
             self._recent[sha256] = (None, time.monotonic())
+        self._notify(True)
+
+    # --- followers (the decision process answers with a copy of the book) ------------------
+    def listen(self, fn) -> None:
+        """`fn(changed)` after every load (changed: whether it changed the book), add and remove."""
+        self._listeners.append(fn)
+
+    def unlisten(self, fn) -> None:
+        self._listeners = [f for f in self._listeners if f is not fn]
+
+    def roles(self) -> dict[str, str]:
+        """sha256 -> role of every active token (never the tokens themselves)."""
+        with self._lock:
+            return {h: p.role for h, p in self._by_hash.items()}
+
+    def _notify(self, changed: bool) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(changed)
+            except Exception as e:  # a follower never breaks the book
+                log.warning("token book follower failed: %s", type(e).__name__)
 
     def lookup(self, token: str) -> Principal | None:
         # A dict lookup on the token's sha256: timing reveals nothing about the token itself.

@@ -3,13 +3,16 @@
 Where control updates come from is an interface (`ControlFeed`):
     EmbeddedControlFeed   the embedded pipeline's ControlBook (changes pushed after each commit)
     (distributed mode)    a consumer of the compacted `controls` topic calls `cache.apply(control)`
-The cache answers `decide(workflow)` from a dict and fans each change out to the SSE streams.
+The cache answers `decide(workflow)` from a dict and fans each change out to the SSE streams;
+`decision_bytes(workflow)` is the HTTP answer, JSON encoded once per control (not per request).
 Versions are counted per cache `epoch` (one per server start, new on `replace`), so a client
 never resumes from a version of another server start: it gets a snapshot instead.
 """
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import secrets
 import threading
 import time
@@ -62,6 +65,14 @@ def decision_json(d: Decision) -> dict:
             "expires_at": d.expires_at.isoformat() if d.expires_at else None}
 
 
+def encode_decision(d: Decision) -> bytes:
+    """The body of GET /v1/decisions/{workflow} (compact JSON, UTF-8: as FastAPI would encode it)."""
+    return json.dumps(decision_json(d), ensure_ascii=False, separators=(",", ":")).encode()
+
+
+ENCODED_MAX = 100_000  # encoded answers kept for workflows without a control (a bound on memory)
+
+
 @dataclass(frozen=True)
 class Update:
     version: int
@@ -100,6 +111,11 @@ class DecisionCache:
         self._log: deque[Update] = deque(maxlen=history)
         self._lock = threading.Lock()
         self._subs: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = []
+        # workflow -> (encoded decision, valid until: unix time): the HTTP answer, encoded once per
+        # control. Dropped under the lock by every write; filled under the lock from the current
+        # control, so a reader never stores an answer older than a write it raced with.
+        self._encoded: dict[str, tuple[bytes, float]] = {}
+        self._listeners: list[Callable[[str | None], None]] = []
         self.epoch = new_epoch()
         self.version = 0
         self.updated_at: datetime | None = None
@@ -115,21 +131,27 @@ class DecisionCache:
         with self._lock:
             self.version += 1
             self._by_wf[control.workflow] = control
+            self._encoded.pop(control.workflow, None)
             up = Update(self.version, control, self.epoch)
             self._log.append(up)
             self.updated_at = datetime.now(timezone.utc)
             self._fan_out(up)  # under the lock: every stream gets the updates in version order
+            for fn in self._listeners:
+                fn(control.workflow)
 
     def replace(self, controls: Iterable[Control]) -> None:
         """Swap in a complete set of controls (a feed that re-read its source after a regression):
         a new epoch, so every client resyncs from a snapshot."""
         with self._lock:
             self._by_wf = {c.workflow: c for c in controls}
+            self._encoded = {}
             self.epoch = new_epoch()
             self.version = len(self._by_wf)
             self._log.clear()
             self.updated_at = datetime.now(timezone.utc)
             self._fan_out(Update(self.version, None, self.epoch))
+            for fn in self._listeners:
+                fn(None)
 
     def end_streams(self) -> None:
         """Wake every stream so that it sees the server stopping now (not at its next tick)."""
@@ -143,9 +165,41 @@ class DecisionCache:
             except RuntimeError:  # that loop is closed
                 pass
 
+    def listen(self, fn: Callable[[str | None], None]) -> None:
+        """Call `fn(workflow)` after each change of a workflow's control, `fn(None)` after the
+        cache was replaced; under the cache's lock, in version order: `fn` must only hand the
+        name on (a queue), never block. (The decision process, decision_process.py, follows it.)"""
+        with self._lock:
+            self._listeners.append(fn)
+
+    def unlisten(self, fn: Callable[[str | None], None]) -> None:
+        with self._lock:
+            self._listeners = [f for f in self._listeners if f is not fn]
+
+    def control(self, workflow: str) -> Control | None:
+        return self._by_wf.get(workflow)
+
     # --- reads (from memory) ----------------------------------------------------------------
     def decide(self, workflow: str, now: datetime | None = None) -> Decision:
         return decision_of(self._by_wf.get(workflow), workflow, now or datetime.now(timezone.utc))
+
+    def decision_bytes(self, workflow: str) -> bytes:
+        """`decide(workflow)` as the JSON body of GET /v1/decisions/{workflow}. A dict lookup while
+        the answer stands (no lock, nothing encoded); re-encoded after the workflow's control
+        changed or expired."""
+        hit = self._encoded.get(workflow)
+        if hit is not None and time.time() < hit[1]:
+            return hit[0]
+        with self._lock:
+            c = self._by_wf.get(workflow)
+            now = datetime.now(timezone.utc)
+            body = encode_decision(decision_of(c, workflow, now))
+            # the answer stands until the control changes (apply / replace drop it) or expires
+            until = c.expires_at.timestamp() if c is not None and c.expires_at is not None and c.active(now) \
+                else math.inf
+            if c is not None or len(self._encoded) < ENCODED_MAX:
+                self._encoded[workflow] = (body, until)
+        return body
 
     def active(self, now: datetime | None = None) -> list[Decision]:
         now = now or datetime.now(timezone.utc)

@@ -10,7 +10,9 @@ _bearer = HTTPBearer(auto_error=False, description="a costwarden API token (`cos
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def runtime(request: Request):
+async def runtime(request: Request):
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, which put a thread
+    # hand-off (and a wait for the GIL, up to sys.getswitchinterval()) on every request
     return request.app.state.runtime
 
 

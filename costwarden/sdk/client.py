@@ -11,16 +11,35 @@ down for longer than `stale_after_s`, default 30 s):
     fail closed (block)  for workflows with fail_open[workflow] = False,
     otherwise `default_fail_open` (False: a guard that cannot see its budgets blocks).
 While the stream is down but younger than `stale_after_s`, the last known decisions stand.
+
+A throttle holds across replicas: every guard of a throttled workflow leases small batches of
+tokens from the API's one bucket for it (POST /v1/throttle/{workflow}/lease, at the configured
+rate; costwarden/api/throttle.py), so N guards together admit the rate, not N x the rate. A
+lease is ~0.2 s of the rate (at least 1 call) and valid for 2 s; a refused call is answered from
+memory until the next token is due (`retry_after_s`), so a throttled workflow costs about one
+round trip per lease, never one per refused call. When the lease cannot be had:
+    API unreachable (or 5xx, 401/403)  the guard's own bucket at rate / guards (the number of
+                                       guards of the workflow the API last reported), trying the
+                                       API again every second; the guards together stay within
+                                       the rate while they all lose the API, and this lasts only
+                                       while the decisions are fresh: after `stale_after_s` the
+                                       fail policy above decides.
+    not offered (404/405/501: an older server, distributed mode without api.replicas)
+                                       the guard's own bucket at the full rate (per guard, as
+                                       before), asking again after a minute.
 """
 from __future__ import annotations
 
 import atexit
+import math
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -48,6 +67,7 @@ class GuardDecision:
     budget_id: str = ""
     expires_at: datetime | None = None
     source: str = "cache"  # cache | fail-open | fail-closed
+    retry_after_s: float | None = None  # a refused throttle: seconds until its next token is due
 
 
 @dataclass(frozen=True)
@@ -74,6 +94,40 @@ class _Bucket:
             return True
         return False
 
+    def wait_s(self) -> float:
+        """Seconds until the next token (after a refused take)."""
+        return (1.0 - self.tokens) / self.rate_s if self.rate_s > 0 else 60.0
+
+
+LEASE_SHARE_S = 0.2     # a lease asks for this much of the rate (at least 1 call, at most LEASE_MAX)
+LEASE_MAX = 100
+LEASE_TIMEOUT_S = 1.0   # one lease request; then the API counts as unreachable
+UNREACHABLE_RETRY_S = 1.0
+NOT_OFFERED_RETRY_S = 60.0
+
+
+class _Lease:
+    """A throttled workflow at this guard: tokens leased from the API's shared bucket, spent here.
+    One lease request at a time per workflow; the other callers wait for it (a condition)."""
+
+    def __init__(self, rate_per_min: Decimal) -> None:
+        self.rate = rate_per_min
+        self.want = max(1, min(LEASE_MAX, math.ceil(float(rate_per_min) / 60.0 * LEASE_SHARE_S)))
+        self.cond = threading.Condition()
+        self.tokens = 0
+        self.until = 0.0       # the leased tokens are valid until then (monotonic)
+        self.retry_at = 0.0    # refused by the API: no token is due before then
+        self.asking = False    # a lease request is in flight
+        self.guards = 1        # guards of this workflow, as the API last said
+        self.local: _Bucket | None = None  # without the API: a bucket of our own ...
+        self.local_until = 0.0              # ... until then, then the API is asked again
+
+
+class _NoLease(Exception):
+    def __init__(self, not_offered: bool, why: str) -> None:
+        super().__init__(why)
+        self.not_offered = not_offered
+
 
 class Costwarden:
     def __init__(self, url: str, token: str, *, fail_open: dict[str, bool] | None = None,
@@ -90,8 +144,10 @@ class Costwarden:
         self._stream_http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s, verify=tls)
         self.fail_open = dict(fail_open or {})
         self.default_fail_open = default_fail_open
-        self._buckets: dict[str, tuple[Decimal, _Bucket]] = {}
+        self._leases: dict[str, _Lease] = {}
         self._lock = threading.Lock()
+        self.guard_id = uuid.uuid4().hex[:16]  # names this guard to the API's throttle buckets
+        self._lease_stats = {"leases": 0, "lease_fallbacks": 0}
         self._cache = StreamFollower(self._stream_http, stale_after_s)
         self._cache.start()
         self._reporter = Reporter(self._http, max_buffer, batch_size, flush_interval_s)
@@ -121,7 +177,8 @@ class Costwarden:
         return self._cache.epoch
 
     def check(self, workflow: str) -> GuardDecision:
-        """May `workflow` spend now? From memory; a throttle is enforced with a local token bucket."""
+        """May `workflow` spend now? From memory; a throttle spends tokens leased from the API's
+        bucket for the workflow (shared by every guard of it; a round trip per lease, see above)."""
         if not self._cache.fresh():
             why = "costwarden unreachable" if self._cache.filled.is_set() or self._cache.last_error \
                 else "costwarden decisions not loaded yet"
@@ -134,12 +191,84 @@ class Costwarden:
         if e.action == "block":
             return GuardDecision(workflow, "block", False, e.reason, None, e.budget_id, e.expires_at)
         rate = e.rate_per_min or Decimal(0)
+        ok, retry = self._throttled(workflow, rate)
+        return GuardDecision(workflow, "throttle", ok, e.reason, rate, e.budget_id, e.expires_at,
+                             retry_after_s=retry)
+
+    # --- throttles: tokens leased from the API's bucket of the workflow ----------------------
+    def _throttled(self, workflow: str, rate: Decimal) -> tuple[bool, float | None]:
         with self._lock:
-            cur = self._buckets.get(workflow)
-            if cur is None or cur[0] != rate:
-                cur = self._buckets[workflow] = (rate, _Bucket(rate))
-            ok = cur[1].take()
-        return GuardDecision(workflow, "throttle", ok, e.reason, rate, e.budget_id, e.expires_at)
+            lease = self._leases.get(workflow)
+            if lease is None or lease.rate != rate:
+                lease = self._leases[workflow] = _Lease(rate)
+        with lease.cond:
+            while True:
+                now = time.monotonic()
+                if lease.tokens > 0 and now < lease.until:
+                    lease.tokens -= 1
+                    return True, None
+                if lease.local is not None and (now < lease.local_until or lease.asking):
+                    # without the API (and while it is being asked again): our own bucket, no wait
+                    return (True, None) if lease.local.take() else (False, lease.local.wait_s())
+                if now < lease.retry_at:
+                    return False, lease.retry_at - now
+                if not lease.asking:
+                    lease.asking = True
+                    break
+                lease.cond.wait(LEASE_TIMEOUT_S + 0.5)  # another caller is asking: its grant is ours too
+        try:
+            try:
+                grant = self._ask_lease(workflow, lease.want)
+            except _NoLease as e:
+                return self._without_lease(lease, rate, e)
+            with lease.cond:
+                now = time.monotonic()
+                self._lease_stats["leases"] += 1
+                lease.local = None
+                lease.guards = max(1, int(grant.get("guards") or 1))
+                action = grant.get("action")
+                if action == "allow":  # released since the cache heard: the stream brings it
+                    return True, None
+                if action != "throttle":  # blocked since: refused (the stream brings the block)
+                    return False, None
+                granted = int(grant.get("granted") or 0)
+                lease.until = now + float(grant.get("valid_s") or 1.0)
+                if granted > 0:
+                    lease.tokens = granted - 1
+                    return True, None
+                wait = float(grant.get("retry_after_s") or 0.0)
+                lease.retry_at = now + wait
+                return False, wait
+        finally:
+            with lease.cond:
+                lease.asking = False
+                lease.cond.notify_all()
+
+    def _ask_lease(self, workflow: str, want: int) -> dict:
+        try:
+            r = self._http.post(f"/v1/throttle/{quote(workflow, safe='')}/lease",
+                                json={"want": want, "guard": self.guard_id}, timeout=LEASE_TIMEOUT_S)
+        except httpx.HTTPError as e:
+            raise _NoLease(False, f"{type(e).__name__}") from None
+        if r.status_code in (404, 405, 501):
+            raise _NoLease(True, f"HTTP {r.status_code}")
+        if r.status_code != 200:
+            raise _NoLease(False, f"HTTP {r.status_code}")
+        try:
+            return r.json()
+        except ValueError:
+            raise _NoLease(False, "not JSON") from None
+
+    def _without_lease(self, lease: _Lease, rate: Decimal, e: _NoLease) -> tuple[bool, float | None]:
+        """No lease: our own bucket, at the full rate where the API offers none, else at
+        rate / guards, for a short while (then the API is asked again)."""
+        with lease.cond:
+            share = rate if e.not_offered else rate / lease.guards
+            if lease.local is None or lease.local.rate_s != float(share) / 60.0:
+                lease.local = _Bucket(share)
+            lease.local_until = time.monotonic() + (NOT_OFFERED_RETRY_S if e.not_offered else UNREACHABLE_RETRY_S)
+            self._lease_stats["lease_fallbacks"] += 1
+            return (True, None) if lease.local.take() else (False, lease.local.wait_s())
 
     def enforce(self, workflow: str) -> GuardDecision:
         d = self.check(workflow)
@@ -167,11 +296,12 @@ class Costwarden:
         """pending / sent / dropped / rejected reports; `last_error`: why the last report attempt
         failed, None once one succeeded again; `stream_connected`, and `stream_error` (why the
         control stream is down, None while connected); `resyncs`: snapshots taken because the
-        server's controls went backwards (a restart, another replica)."""
+        server's controls went backwards (a restart, another replica); `leases`: throttle leases
+        granted by the API, `lease_fallbacks`: times a throttle fell back to this guard's own bucket."""
         r, c = self._reporter, self._cache
         return {"pending": r.pending, "sent": r.sent, "dropped": r.dropped, "rejected": r.rejected,
                 "last_error": r.last_error, "stream_connected": c.connected, "stream_error": c.last_error,
-                "resyncs": c.resyncs}
+                "resyncs": c.resyncs, **self._lease_stats}
 
     def flush(self, timeout: float = 10.0) -> bool:
         return self._reporter.flush(timeout)

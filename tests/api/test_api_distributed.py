@@ -139,6 +139,9 @@ def test_two_replicas_converge_on_a_tripped_budget_and_a_persons_release(
         r = b.post("/v1/reservations", json={"workflow": "runaway", "model": "gpt-4o", "provider": "openai",
                                               "max_input_tokens": 10, "max_output_tokens": 10})
         assert r.status_code == 501 and "distributed mode" in r.json()["detail"]
+        # throttle leases likewise: no owner replica to hold a workflow's bucket (guards keep their own)
+        r = b.post("/v1/throttle/runaway/lease", json={"want": 1})
+        assert r.status_code == 501 and "distributed mode" in r.json()["detail"]
         dead = h.json_lines(h.read_topic(kafka_broker.bootstrap, h.topic(env, "dead_letter"), timeout_s=1))
         assert [d["reason"] for d in dead if d["source"] == "api:gateway-bot"]
     finally:

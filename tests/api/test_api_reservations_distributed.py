@@ -7,6 +7,7 @@ stored it; an unreachable owner fails closed (503)."""
 from __future__ import annotations
 
 import json
+import time
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -130,3 +131,65 @@ def test_one_owner_per_workflow_admits_within_the_hard_budget(kafka_broker, clic
         for rt in runtimes:
             rt.close()
         worker.kill()
+
+
+def test_throttle_leases_come_from_the_owner_replicas_one_bucket(kafka_broker, clickhouse_url, tmp_path,
+                                                                  monkeypatch):
+    """A throttle on the controls topic reaches both replicas; leases through either are granted
+    from the owner's one bucket (the non-owner forwards), so together they get the rate, not 2x;
+    the owner gone, the non-owner answers 503 (the SDK then falls back to rate / guards)."""
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+
+    from costwarden.api import ApiServer, DistributedRuntime, create_app, create_token
+    from costwarden.api.owner import ReplicaRouter
+    from costwarden.api.server import free_port
+    from costwarden.budgets.controls import ControlBook, State
+    from costwarden.distributed.state import to_json
+    from costwarden.persist import change_rows
+
+    urls = [f"http://127.0.0.1:{free_port()}" for _ in range(2)]
+    router = ReplicaRouter(urls, urls[0])
+    wf = next(f"tagent-{i}" for i in range(100) if router.owner(f"tagent-{i}") == urls[0])  # owned by A
+    env = h.worker_env(kafka_broker.bootstrap, clickhouse_url, h.unique("thr"), tmp_path / "w", h.unique("cwthr"))
+    runtimes, servers, clients = [], [], []
+    try:
+        for name, url in zip("ab", urls):
+            runtimes.append(DistributedRuntime.open(_settings(env, tmp_path / name, monkeypatch, urls, url)))
+        token = runtimes[0].thread.call(lambda: create_token(runtimes[0].store, "gateway-bot", "gateway"))
+        for rt, url in zip(runtimes, urls):
+            servers.append(ApiServer(create_app(rt), port=int(url.rsplit(":", 1)[1])).start())
+        a, b = (httpx.Client(base_url=s.url, timeout=10, headers={"Authorization": f"Bearer {token}"})
+                for s in servers)
+        clients += [a, b]
+
+        # a worker's throttle, as it would put it on the controls topic: 600/min
+        now = datetime.now(timezone.utc)
+        change = ControlBook([]).apply_rule(wf, State.throttle, rate_per_min=Decimal(600), budget_id="agent-cap",
+                                            period_start=now.replace(hour=0, minute=0, second=0, microsecond=0),
+                                            expires_at=now + timedelta(hours=1), reason="test throttle", at=now)
+        rows, _ = change_rows([change])
+        asyncio.run(runtimes[0].producer.send_all([(h.topic(env, "controls"), wf.encode(), to_json(rows[0]))]))
+        for c in (a, b):
+            h.wait_for(lambda c=c: c.get(f"/v1/decisions/{wf}").json()["action"] == "throttle", 30, 0.05,
+                       "the throttle on both replicas")
+
+        t0 = time.monotonic()
+        rs = [(a, b)[i % 2].post(f"/v1/throttle/{wf}/lease", json={"want": 3, "guard": f"g{i % 2}"})
+              for i in range(40)]
+        took = time.monotonic() - t0
+        assert all(r.status_code == 200 and r.headers[OWNER] == urls[0] for r in rs), [r.text for r in rs]
+        granted = sum(r.json()["granted"] for r in rs)
+        assert 10 <= granted <= 10 + 10 * took + 1  # one bucket: its burst + the rate, through both
+        assert rs[-1].json()["guards"] == 2 and rs[-1].json()["rate_per_min"] == "600"
+
+        servers[0].stop()  # the owner gone: the non-owner says so (the guards fall back, sdk/client.py)
+        r = b.post(f"/v1/throttle/{wf}/lease", json={"want": 1})
+        assert r.status_code == 503 and urls[0] in r.json()["detail"]
+    finally:
+        for c in clients:
+            c.close()
+        for s in servers:
+            s.stop()
+        for rt in runtimes:
+            rt.close()
