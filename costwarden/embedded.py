@@ -115,10 +115,6 @@ class EmbeddedPipeline:
         self.controls.commit()
         return change
 
-    def apply_change(self, change: ControlChange) -> None:
-        """Store a change already made in the ControlBook (kept for callers of the first wave)."""
-        self.loop.apply_change(change)
-
     def reload_budgets(self, reason: str, actor: str) -> dict:
         """Re-read the budgets file: a bad file raises FileError and the running budgets stay; a
         good one is audited (who, why, what changed), then takes effect with a fresh ledger

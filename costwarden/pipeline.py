@@ -46,14 +46,12 @@ class BatchReport:
 
 
 def form_commit(enriched: Enriched | None, signals: list, changes: list[ControlChange],
-                outbox: Outbox | None, now: datetime, dead: list[dict] = ()) -> Commit:
+                outbox: Outbox | None, now: datetime) -> Commit:
     """Every row one batch writes, for every table (no writes here)."""
     tables: dict[str, list] = {}
     if enriched is not None:
         tables[T.USAGE] = enriched.rows
         tables[T.DEAD_LETTERS] = [d.row() for d in enriched.dead]
-    if dead:
-        tables[T.DEAD_LETTERS] = tables.get(T.DEAD_LETTERS, []) + list(dead)
     if signals:
         tables[T.BUDGET_EVENTS] = [budget_event_row(s) for s in signals]
         alerts = [a for a in (alert_for(s, changes) for s in signals) if a.channels]

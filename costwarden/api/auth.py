@@ -43,6 +43,15 @@ class Principal:
         return self.role in PERMISSIONS[permission]
 
 
+def bearer_token(headers) -> str | None:
+    """The bearer credential of raw ASGI headers ((name, value) byte pairs), or None."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, cred = value.decode("latin-1").partition(" ")
+            return cred if scheme.lower() == "bearer" and cred else None
+    return None
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 

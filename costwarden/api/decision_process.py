@@ -39,7 +39,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from costwarden.api.auth import PERMISSIONS, token_hash
+from costwarden.api.auth import PERMISSIONS, bearer_token, token_hash
 from costwarden.api.decisions import decision_of, encode_decision
 from costwarden.errors import ConfigError
 
@@ -324,13 +324,7 @@ class DecisionApp:
             if len(wf) > 256:
                 return await _error(send, 422, "invalid_request",
                                     "path.workflow: String should have at most 256 characters")
-            token = None
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    scheme, _, cred = value.decode("latin-1").partition(" ")
-                    if scheme.lower() == "bearer" and cred:
-                        token = cred
-                    break
+            token = bearer_token(scope["headers"])
             if token is None:
                 return await _error(send, 401, "unauthorized", "a bearer token is required", _CHALLENGE)
             h = token_hash(token)

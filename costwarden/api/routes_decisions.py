@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Requ
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from costwarden.api.auth import Principal
+from costwarden.api.auth import Principal, bearer_token
 from costwarden.api.decisions import decision_json, parse_cursor
 from costwarden.api.deps import need, runtime
 from costwarden.api.owner import route
@@ -63,13 +63,7 @@ def fast_decision(app, scope) -> bytes | None:
     wf = scope["path"][len(DECISION_PREFIX):]
     if not wf or len(wf) > 256 or "/" in wf:
         return None
-    token = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, cred = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and cred:
-                token = cred
-            break
+    token = bearer_token(scope["headers"])
     if token is None:
         return None
     who = app.state.tokens.lookup(token)

@@ -11,30 +11,22 @@ import httpx
 from api_helpers import usage
 from costwarden.budgets.controls import Control, State
 from costwarden.sdk import Costwarden
+from costwarden.testing.sse import sse_events
 
 
 def _events(api, params=None, headers=None, want=1, then=None) -> list[tuple[str, str, dict]]:
     """The first `want` (event, id, data) of the stream; `then()` runs once the stream is open."""
-    out, event, ident, data = [], "message", "", []
+    out = []
     with httpx.Client(base_url=api.url, headers={"Authorization": f"Bearer {api.tokens['gateway']}"}) as c:
         with c.stream("GET", "/v1/controls/stream", params=params or {}, headers=headers or {},
                       timeout=httpx.Timeout(5, read=5)) as r:
             assert r.status_code == 200
             if then is not None:
                 then()
-            for line in r.iter_lines():
-                if line == "":
-                    if data:
-                        out.append((event, ident, json.loads("\n".join(data))))
-                        if len(out) >= want:
-                            break
-                    event, ident, data = "message", "", []
-                elif line.startswith("event:"):
-                    event = line[6:].strip()
-                elif line.startswith("id:"):
-                    ident = line[3:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
+            for event, ident, data in sse_events(r.iter_lines()):
+                out.append((event, ident, json.loads(data)))
+                if len(out) >= want:
+                    break
     return out
 
 

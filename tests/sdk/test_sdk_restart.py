@@ -14,28 +14,20 @@ import httpx
 
 from sdk_helpers import ServeProcess, usage, wait_for
 from costwarden.sdk import Costwarden
+from costwarden.testing.sse import sse_events
 
 
 def _sse_events(client: httpx.Client, params: dict | None = None, headers: dict | None = None,
                 want: int = 1) -> list[tuple[str, str, str]]:
     """The first `want` (event, id, data) of GET /v1/controls/stream (heartbeats skipped)."""
-    out, event, ident, data = [], "message", "", []
+    out = []
     with client.stream("GET", "/v1/controls/stream", params=params or {}, headers=headers or {},
                        timeout=httpx.Timeout(5, read=5)) as r:
         assert r.status_code == 200
-        for line in r.iter_lines():
-            if line == "":
-                if data:
-                    out.append((event, ident, "\n".join(data)))
-                    if len(out) >= want:
-                        break
-                event, ident, data = "message", "", []
-            elif line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("id:"):
-                ident = line[3:].strip()
-            elif line.startswith("data:"):
-                data.append(line[5:].strip())
+        for ev in sse_events(r.iter_lines()):
+            out.append(ev)
+            if len(out) >= want:
+                break
     return out
 
 
