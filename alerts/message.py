@@ -24,10 +24,10 @@ class BudgetAlert:
     period_end: datetime          # tz-aware; the (exclusive) end of the period
     kind: str                     # "actual" | "forecast" | "spike"
     threshold: str                # e.g. "80%"
-    spend_micros: int
-    amount_micros: int
-    forecast_micros: int | None
-    top_contributors: list[tuple[str, str, int]] = field(default_factory=list)  # (dimension, value, micros)
+    spend_nanos: int
+    amount_nanos: int
+    forecast_nanos: int | None
+    top_contributors: list[tuple[str, str, int]] = field(default_factory=list)  # (dimension, value, nanos)
     action: str = "notify only"
     release_hint: str = ""
     channels: list[str] = field(default_factory=list)
@@ -39,23 +39,23 @@ class BudgetAlert:
             raise ValueError("an alert needs a dedupe key")
         if self.period_end.tzinfo is None:
             raise ValueError("period_end must be timezone-aware")
-        for name in ("spend_micros", "amount_micros", "forecast_micros"):
+        for name in ("spend_nanos", "amount_nanos", "forecast_nanos"):
             if isinstance(getattr(self, name), float):
-                raise TypeError(f"{name} must be int micro-dollars, not float")
+                raise TypeError(f"{name} must be int nano-dollars, not float")
 
 
-def percent(part_micros: int, whole_micros: int) -> str:
+def percent(part_nanos: int, whole_nanos: int) -> str:
     """`part` as a percentage of `whole`, exact from integers, one decimal (half-even)."""
-    if whole_micros <= 0:
+    if whole_nanos <= 0:
         return "n/a"
-    pct = (Decimal(part_micros) * 100 / Decimal(whole_micros)).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
+    pct = (Decimal(part_nanos) * 100 / Decimal(whole_nanos)).quantize(Decimal("0.1"), rounding=ROUND_HALF_EVEN)
     return f"{pct}%"
 
 
 def _title(a: BudgetAlert) -> str:
-    used = percent(a.spend_micros, a.amount_micros)
+    used = percent(a.spend_nanos, a.amount_nanos)
     if a.kind == "forecast":
-        fc = percent(a.forecast_micros or 0, a.amount_micros)
+        fc = percent(a.forecast_nanos or 0, a.amount_nanos)
         what = f"forecast to reach {fc} by period end (threshold {a.threshold})"
     elif a.kind == "spike":
         what = f"spend spike, {used} used (threshold {a.threshold})"
@@ -76,19 +76,19 @@ def format_alert(a: BudgetAlert) -> tuple[str, str]:
         f"Scope: {a.scope or 'everything'}",
         f"Period: {a.period_label} (ends {_end(a.period_end)})",
         f"Alert: {a.kind} spend crossed {a.threshold}",
-        f"Spend: {fmt_usd(a.spend_micros)} of {fmt_usd(a.amount_micros)} "
-        f"({percent(a.spend_micros, a.amount_micros)} of budget)",
+        f"Spend: {fmt_usd(a.spend_nanos)} of {fmt_usd(a.amount_nanos)} "
+        f"({percent(a.spend_nanos, a.amount_nanos)} of budget)",
     ]
-    if a.forecast_micros is None:
+    if a.forecast_nanos is None:
         lines.append("Forecast at period end: not available")
     else:
-        lines.append(f"Forecast at period end: {fmt_usd(a.forecast_micros)} "
-                     f"({percent(a.forecast_micros, a.amount_micros)} of budget)")
+        lines.append(f"Forecast at period end: {fmt_usd(a.forecast_nanos)} "
+                     f"({percent(a.forecast_nanos, a.amount_nanos)} of budget)")
     top = sorted(a.top_contributors, key=lambda c: (-c[2], c[0], c[1]))[:3]
     if top:
         lines.append("Top contributors:")
-        for i, (dim, value, micros) in enumerate(top, 1):
-            lines.append(f"  {i}. {dim}={value}: {fmt_usd(micros)} ({percent(micros, a.spend_micros)} of spend)")
+        for i, (dim, value, nanos) in enumerate(top, 1):
+            lines.append(f"  {i}. {dim}={value}: {fmt_usd(nanos)} ({percent(nanos, a.spend_nanos)} of spend)")
     else:
         lines.append("Top contributors: none recorded")
     lines.append(f"Action taken: {a.action}")

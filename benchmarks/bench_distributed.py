@@ -11,7 +11,7 @@ Prints:
      minute rollup in ClickHouse (events/s, from the first produce to the last rollup row);
   2. the raw aiokafka consume rate of the same topic in the same run, and the ratio 1 / 2;
   3. p50 / p99 time from an event produced to the control change it causes being readable on
-     the controls topic (each event crosses a one-micro-dollar block budget of its own workflow).
+     the controls topic (each event crosses a one-nano-dollar block budget of its own workflow).
 """
 from __future__ import annotations
 

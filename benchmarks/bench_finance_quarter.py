@@ -26,7 +26,7 @@ from costwarden.finance.html import build
 from costwarden.finance.reports import finance_report
 from costwarden.finance.reprice import reprice
 from costwarden.finance.simulate import simulate
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.streams.catalogue import PriceCatalogue
 
 OLD = '          - {effective_from: 2024-08-06, input: "2.50", cache_read: "1.25", output: "10.00"}\n'
@@ -64,12 +64,12 @@ def main() -> None:
 
     n = step("ingest (embedded pipeline, chDB)", ingest)
     store = p.store
-    raw = store.query("SELECT sum(cost_micros) AS c FROM {db}.usage_events FINAL")[0]["c"]
-    print(f"{n:,} events, ${from_micros(raw)}")
+    raw = store.query("SELECT sum(cost_nanos) AS c FROM {db}.usage_events FINAL")[0]["c"]
+    print(f"{n:,} events, ${from_nanos(raw)}")
     rows, _ = step("report by team (quarter, with previous quarter)", lambda: finance_report(store, ["team"], start, end))
-    assert rows[-1]["cost_micros"] == raw
+    assert rows[-1]["cost_nanos"] == raw
     rows, _ = step("report by team,workflow,model", lambda: finance_report(store, ["team", "workflow", "model"], start, end))
-    assert rows[-1]["cost_micros"] == raw
+    assert rows[-1]["cost_nanos"] == raw
     frows = step("FOCUS rows (quarter)", lambda: focus_rows(store, start, end))
     step("FOCUS parquet write", lambda: write_focus(frows, "parquet", tmp / "focus.parquet"))
     assert sum(r["BilledCost"] for r in frows) * 10**6 == raw
@@ -77,22 +77,22 @@ def main() -> None:
                                                                           start, end, end, "quarter"))
     (tmp / "report.html").write_text(html)
     sim = step("budgets simulate (quarter)", lambda: simulate(store, load_budgets(s.budgets.budgets_file), start, end))
-    assert sim.spend_micros == raw
+    assert sim.spend_nanos == raw
     print(f"  simulated: {sum(len(o.fired) for o in sim.budgets.values())} thresholds fired, "
-          f"{sum(len(o.tripped) for o in sim.budgets.values())} controls tripped, refused ${from_micros(sim.refused_micros)}")
+          f"{sum(len(o.tripped) for o in sim.budgets.values())} controls tripped, refused ${from_nanos(sim.refused_nanos)}")
     text = (Path(gen.__file__).parent.parent / "streams" / "prices.yaml").read_text()
     cat_file = tmp / "prices.yaml"
     cat_file.write_text(text.replace(OLD, OLD + OLD.replace("2024-08-06", "2026-09-15").replace('"2.50"', '"5.00"')))
     res = step("reprice (quarter, gpt-4o changed Sep 15)",
                lambda: reprice(store, PriceCatalogue.from_yaml(cat_file), start, end))
-    new_raw = store.query("SELECT sum(cost_micros) AS c FROM {db}.usage_events FINAL")[0]["c"]
-    day = store.query("SELECT sum(cost_micros) AS c FROM {db}.usage_rollup_day")[0]["c"]
-    minute = store.query("SELECT sum(cost_micros) AS c FROM {db}.usage_rollup_minute")[0]["c"]
-    assert new_raw == day == minute == raw + res.new_micros - res.old_micros
+    new_raw = store.query("SELECT sum(cost_nanos) AS c FROM {db}.usage_events FINAL")[0]["c"]
+    day = store.query("SELECT sum(cost_nanos) AS c FROM {db}.usage_rollup_day")[0]["c"]
+    minute = store.query("SELECT sum(cost_nanos) AS c FROM {db}.usage_rollup_minute")[0]["c"]
+    assert new_raw == day == minute == raw + res.new_nanos - res.old_nanos
     rows, _ = finance_report(store, ["team"], start, end)
-    assert rows[-1]["cost_micros"] == new_raw
+    assert rows[-1]["cost_nanos"] == new_raw
     print(f"  re-priced {res.changed:,} of {res.scanned:,} events in {res.partitions}; "
-          f"delta ${from_micros(res.new_micros - res.old_micros)}; raw == rollups == report")
+          f"delta ${from_nanos(res.new_nanos - res.old_nanos)}; raw == rollups == report")
     p.close()
     if a.keep is None:
         shutil.rmtree(tmp, ignore_errors=True)

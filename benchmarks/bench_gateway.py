@@ -474,15 +474,15 @@ def main() -> None:
         bench_proxy(a.proxy_threads)
 
 
-def bench_proxy(threads: int, budget_micros: int = 200, max_tokens: int = 256) -> None:
+def bench_proxy(threads: int, budget_nanos: int = 200_000, max_tokens: int = 256) -> None:
     import proxy_overshoot as px
 
-    srv = Server("1.00", budgets=px.budgets_yaml(budget_micros))
+    srv = Server("1.00", budgets=px.budgets_yaml(budget_nanos))
     try:
-        results = px.run(srv.url, srv.tokens, threads, budget_micros, max_tokens)
+        results = px.run(srv.url, srv.tokens, threads, budget_nanos, max_tokens)
     finally:
         srv.stop()
-    px.report(results, threads, budget_micros, max_tokens)
+    px.report(results, threads, budget_nanos, max_tokens)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main() -> int:
         got = snapshot(d)
         print(f"{lines:,} payloads over {args.days} days, batch {args.batch}, "
               f"dedupe_max_entries {args.max_entries or 'default'}; {kills} SIGKILLs in {runs} runs")
-        print(f"{'team':<16}{'events (ref)':>14}{'events':>10}{'cost µ$ (ref)':>18}{'cost µ$':>16}")
+        print(f"{'team':<16}{'events (ref)':>14}{'events':>10}{'cost n$ (ref)':>18}{'cost n$':>16}")
         for a, b in zip(want["raw_by_team"], got["raw_by_team"]):
             print(f"{a['team']:<16}{a['events']:>14}{b['events']:>10}{a['cost']:>18}{b['cost']:>16}")
         ok = True

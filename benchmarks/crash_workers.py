@@ -119,13 +119,13 @@ def ground_truth(lines: list[bytes]) -> dict:
         s, c = proc.charge(out.charges)
         proc.commit()
         events += len(out.rows)
-        cost += sum(r["cost_micros"] for r in out.rows)
+        cost += sum(r["cost_nanos"] for r in out.rows)
         dead += len(out.dead)
         for r in out.rows:
-            teams[r["team"]] += r["cost_micros"]
+            teams[r["team"]] += r["cost_nanos"]
         signals += s
         changes += c
-    return {"events": events, "cost_micros": cost, "dead": dead, "teams": dict(teams),
+    return {"events": events, "cost_nanos": cost, "dead": dead, "teams": dict(teams),
             "actual": sorted(s.key for s in signals if s.kind == "actual"),
             "forecast": sorted(s.key for s in signals if s.kind == "forecast"),
             "spike": sorted(s.key for s in signals if s.kind == "spike"),
@@ -137,19 +137,19 @@ def extra_in_rollups(store, kind_of: dict[str, str]) -> list[str]:
     events in it that were re-sent (with how) and whose cost the difference could be."""
     diff = store.query(
         "SELECT toString(r.bucket) AS b, r.workflow AS workflow, r.e - f.e AS events, r.c - f.c AS cost FROM "
-        "(SELECT bucket, workflow, sum(events) AS e, sum(cost_micros) AS c FROM {db}.usage_rollup_minute "
+        "(SELECT bucket, workflow, sum(events) AS e, sum(cost_nanos) AS c FROM {db}.usage_rollup_minute "
         " GROUP BY bucket, workflow) AS r LEFT JOIN "
-        "(SELECT toStartOfMinute(occurred_at) AS bucket, workflow, count() AS e, sum(cost_micros) AS c "
+        "(SELECT toStartOfMinute(occurred_at) AS bucket, workflow, count() AS e, sum(cost_nanos) AS c "
         " FROM {db}.usage_events FINAL GROUP BY bucket, workflow) AS f USING (bucket, workflow) "
         "WHERE r.e != f.e OR r.c != f.c ORDER BY b")
     out = []
     for d in diff:
         ids = store.query(
-            "SELECT event_id, cost_micros FROM {db}.usage_events FINAL WHERE toStartOfMinute(occurred_at) = "
+            "SELECT event_id, cost_nanos FROM {db}.usage_events FINAL WHERE toStartOfMinute(occurred_at) = "
             f"toDateTime('{d['b']}', 'UTC') AND workflow = '{d['workflow']}'")
-        resent = [f"{r['event_id']} ({kind_of[r['event_id']]}, {r['cost_micros']} µ$)" for r in ids
+        resent = [f"{r['event_id']} ({kind_of[r['event_id']]}, {r['cost_nanos']} n$)" for r in ids
                   if r["event_id"] in kind_of]
-        out.append(f"{d['b']} {d['workflow']}: {int(d['events']):+} events {int(d['cost']):+} µ$; "
+        out.append(f"{d['b']} {d['workflow']}: {int(d['events']):+} events {int(d['cost']):+} n$; "
                    f"re-sent there: {', '.join(resent) or 'none'}")
     return out
 
@@ -162,7 +162,7 @@ def report_by_team(url: str, database: str, data_dir: Path, period: str) -> dict
                         "--format", "json"], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
     if p.returncode != 0:
         raise RuntimeError(f"costwarden report failed ({p.returncode}): {p.stderr[-1500:]}")
-    return {r["team"]: int(r["cost_micros"]) for r in json.loads(p.stdout)}
+    return {r["team"]: int(r["cost_nanos"]) for r in json.loads(p.stdout)}
 
 
 def main() -> int:
@@ -235,7 +235,7 @@ def main() -> int:
             time.sleep(5)  # anything stored, fired or sent twice would be there by now
             rollups = rollup_totals(store)
             final_by_team = {r["team"]: (int(r["events"]), int(r["cost"])) for r in store.query(
-                "SELECT team, count() AS events, sum(cost_micros) AS cost FROM {db}.usage_events FINAL GROUP BY team")}
+                "SELECT team, count() AS events, sum(cost_nanos) AS cost FROM {db}.usage_events FINAL GROUP BY team")}
             dead = int(store.query("SELECT count() AS n FROM {db}.dead_letters FINAL")[0]["n"])
             fired = store.query("SELECT key, kind, count() AS copies FROM {db}.budget_events GROUP BY key, kind")
             controls = store.query("SELECT workflow, state, budget_id FROM {db}.controls FINAL ORDER BY workflow")
@@ -264,15 +264,15 @@ def main() -> int:
           + ", ".join(f"{t:.0f}s {w} {n:,}" for t, w, n in kills))
     print(f"every event stored after {t_stored:.0f}s ({truth['events'] / t_stored:,.0f} events/s end to end)")
     final = rollups["final"]
-    print(f"\n{'':<22}{'events':>10}{'cost µ$':>16}")
-    print(f"{'ground truth':<22}{truth['events']:>10,}{truth['cost_micros']:>16,}")
+    print(f"\n{'':<22}{'events':>10}{'cost n$':>16}")
+    print(f"{'ground truth':<22}{truth['events']:>10,}{truth['cost_nanos']:>16,}")
     for name, (e, c) in rollups.items():
         print(f"{name:<22}{e:>10,}{c:>16,}")
-    print(f"\n{'team':<14}{'FINAL events':>13}{'FINAL µ$':>16}{'report µ$':>16}{'truth µ$':>16}")
+    print(f"\n{'team':<14}{'FINAL events':>13}{'FINAL n$':>16}{'report n$':>16}{'truth n$':>16}")
     for team in sorted(set(final_by_team) | set(truth["teams"])):
         e, c = final_by_team.get(team, (0, 0))
         print(f"{team:<14}{e:>13,}{c:>16,}{report.get(team, 0):>16,}{truth['teams'].get(team, 0):>16,}")
-    print(f"{'TOTAL':<14}{final[0]:>13,}{final[1]:>16,}{report.get('TOTAL', 0):>16,}{truth['cost_micros']:>16,}")
+    print(f"{'TOTAL':<14}{final[0]:>13,}{final[1]:>16,}{report.get('TOTAL', 0):>16,}{truth['cost_nanos']:>16,}")
 
     by_kind: dict[str, list[str]] = {}
     for r in fired:
@@ -290,10 +290,10 @@ def main() -> int:
           f"{sum(1 for v in posts.values() if v > 1)} delivered more than once, "
           f"{len(set(rows) - set(posts))} never delivered")
     print("\nchecks:")
-    pair = (truth["events"], truth["cost_micros"])
+    pair = (truth["events"], truth["cost_nanos"])
     check("usage_events FINAL = ground truth", final == pair, f"{final} vs {pair}")
     check("every rollup = usage_events FINAL", all(v == final for v in rollups.values()),
-          ", ".join(f"{k} {v[0] - final[0]:+} events {v[1] - final[1]:+} µ$"
+          ", ".join(f"{k} {v[0] - final[0]:+} events {v[1] - final[1]:+} n$"
                     for k, v in rollups.items() if v != final))
     check("report --by team = usage_events FINAL by team",
           {t: c for t, (_, c) in final_by_team.items()} == {t: c for t, c in report.items() if t != "TOTAL"}

@@ -11,7 +11,7 @@ Each proxy gets `threads` client threads (the official openai client, no retries
 the proxy answers 402 budget_exceeded. Every workflow has the same hard budget and the same
 history (yesterday's calls, which size the p99 holds). Printed: calls admitted, spend, overshoot.
 
-    python benchmarks/proxy_overshoot.py [--threads 16] [--budget-micros 200] [--max-tokens 256]
+    python benchmarks/proxy_overshoot.py [--threads 16] [--budget-nanos 200000] [--max-tokens 256]
 (bench_gateway.py runs it too.)
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from costwarden.api.server import free_port  # noqa: E402
 
 MODES = {"check-only": ("px-check", "check", "quantile"), "reserve (worst)": ("px-worst", "reserve", "worst"),
          "reserve (p99)": ("px-p99", "reserve", "quantile")}
-CALL_MICROS = 14  # the mock's usage: 10 prompt + 20 completion tokens of gpt-4o-mini ($0.0000135, rounded)
+CALL_NANOS = 13_500  # the mock usage: 10 prompt + 20 completion tokens of gpt-4o-mini, exactly $0.0000135
 CONFIG = """\
 model_list:
   - model_name: gpt-4o-mini
@@ -49,8 +49,8 @@ general_settings:
 """
 
 
-def budgets_yaml(micros: int) -> str:
-    amount = str(Decimal(micros) / Decimal(1_000_000))
+def budgets_yaml(nanos: int) -> str:
+    amount = str(Decimal(nanos) / Decimal(1_000_000_000))
     return "version: 1\nbudgets:" + "".join(f"""
   - id: {wf}
     scope: {{workflow: {wf}}}
@@ -133,8 +133,8 @@ def drive(url: str, workflow: str, threads: int, max_tokens: int, timeout_s: flo
     return out
 
 
-def run(srv_url: str, tokens: dict, threads: int, budget_micros: int, max_tokens: int) -> dict:
-    """Per mode: (outcomes, spend µ$, max open holds seen)."""
+def run(srv_url: str, tokens: dict, threads: int, budget_nanos: int, max_tokens: int) -> dict:
+    """Per mode: (outcomes, spend n$, max open holds seen)."""
     gw = httpx.Client(base_url=srv_url, headers={"Authorization": f"Bearer {tokens['gateway']}"}, timeout=30)
     adm = httpx.Client(base_url=srv_url, headers={"Authorization": f"Bearer {tokens['admin']}"}, timeout=30)
     at = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
@@ -171,7 +171,7 @@ def run(srv_url: str, tokens: dict, threads: int, budget_micros: int, max_tokens
             spend, prev, deadline = None, -1, time.monotonic() + 30
             while time.monotonic() < deadline:  # reports are batched: wait until the spend is still
                 spend = int(Decimal(adm.get(f"/v1/budgets/{wf}").json()["spend_usd"]) * 1_000_000)
-                if spend == prev and spend >= outcomes["ok"] * CALL_MICROS:
+                if spend == prev and spend >= outcomes["ok"] * CALL_NANOS:
                     break
                 prev = spend
                 time.sleep(1.0)
@@ -184,21 +184,21 @@ def run(srv_url: str, tokens: dict, threads: int, budget_micros: int, max_tokens
     return results
 
 
-def report(results: dict, threads: int, budget_micros: int, max_tokens: int) -> None:
-    fits = budget_micros // CALL_MICROS          # calls the budget pays for
+def report(results: dict, threads: int, budget_nanos: int, max_tokens: int) -> None:
+    fits = budget_nanos // CALL_NANOS          # calls the budget pays for
     crossing = fits + 1                          # the call that passes the limit
-    worst = round(8 * 0.15 + max_tokens * 0.60)  # ~ the worst case of one call, µ$ (8 prompt tokens)
+    worst = 8 * 150 + max_tokens * 600  # the worst case of one call, n$ (8 prompt tokens)
     print(f"\n  overshoot through the LiteLLM proxy: {threads} openai-client threads, mock gpt-4o-mini "
-          f"({CALL_MICROS} µ$ a call, worst case ~{worst} µ$ with max_tokens {max_tokens}), hard budget "
-          f"{budget_micros} µ$ ({fits} calls fit; call {crossing} crosses it)")
+          f"({CALL_NANOS} n$ a call, worst case ~{worst} n$ with max_tokens {max_tokens}), hard budget "
+          f"{budget_nanos} n$ ({fits} calls fit; call {crossing} crosses it)")
     names = list(results)
     print("  " + " " * 30 + "".join(f"{n:>20}" for n in names))
 
     def row(label, f):
         print(f"  {label:30}" + "".join(f"{f(*results[n]):>20}" for n in names))
     row("calls admitted", lambda o, s, h, t: o["ok"])
-    row("spend (µ$)", lambda o, s, h, t: s)
-    row("past the budget (µ$)", lambda o, s, h, t: max(0, s - budget_micros))
+    row("spend (n$)", lambda o, s, h, t: s)
+    row("past the budget (n$)", lambda o, s, h, t: max(0, s - budget_nanos))
     row("calls admitted past crossing", lambda o, s, h, t: max(0, o["ok"] - crossing))
     row("max open holds seen", lambda o, s, h, t: h)
     row("402 budget_exceeded", lambda o, s, h, t: o["budget_exceeded"])
@@ -211,27 +211,27 @@ def report(results: dict, threads: int, budget_micros: int, max_tokens: int) -> 
     chk = results.get("check-only")
     p99 = results.get("reserve (p99)")
     if chk and p99:
-        over_c, over_r = max(0, chk[1] - budget_micros), max(0, p99[1] - budget_micros)
+        over_c, over_r = max(0, chk[1] - budget_nanos), max(0, p99[1] - budget_nanos)
         ratio = "inf" if over_r == 0 else f"{over_c / over_r:.1f}"
-        print(f"  check-only / reserve (p99) overshoot: {over_c} / {over_r} µ$ (x{ratio}); bound for reserve: "
+        print(f"  check-only / reserve (p99) overshoot: {over_c} / {over_r} n$ (x{ratio}); bound for reserve: "
               f"overshoot <= sum over the holds open at the last admission of (actual - hold)+ "
-              f"(<= {p99[2]} holds x {max(0, worst - CALL_MICROS)} µ$; here actual = hold, so 0)")
+              f"(<= {p99[2]} holds x {max(0, worst - CALL_NANOS)} n$; here actual = hold, so 0)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=16)
-    ap.add_argument("--budget-micros", type=int, default=200)
+    ap.add_argument("--budget-nanos", type=int, default=200_000)
     ap.add_argument("--max-tokens", type=int, default=256)
     a = ap.parse_args()
     from bench_gateway import Server
 
-    srv = Server("1.00", budgets=budgets_yaml(a.budget_micros))
+    srv = Server("1.00", budgets=budgets_yaml(a.budget_nanos))
     try:
-        results = run(srv.url, srv.tokens, a.threads, a.budget_micros, a.max_tokens)
+        results = run(srv.url, srv.tokens, a.threads, a.budget_nanos, a.max_tokens)
     finally:
         srv.stop()
-    report(results, a.threads, a.budget_micros, a.max_tokens)
+    report(results, a.threads, a.budget_nanos, a.max_tokens)
 
 
 if __name__ == "__main__":

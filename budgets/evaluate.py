@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from costwarden.budgets.forecast import MinuteSeries, forecast_period_end, is_spike
 from costwarden.budgets.model import Budget, BudgetFile
 from costwarden.budgets.periods import period_bounds, period_key
-from costwarden.money import to_micros
+from costwarden.money import to_nanos
 
 RECENT_WINDOW_S = 24 * 3600
 _DIMS = ("org", "team", "workflow", "cost_center", "env", "provider", "model")
@@ -34,18 +34,18 @@ _DIMS = ("org", "team", "workflow", "cost_center", "env", "provider", "model")
 
 @dataclass
 class Seed:
-    spend_micros: int = 0
+    spend_nanos: int = 0
     contributors: dict[str, Counter] = field(default_factory=dict)
 
 
 def seed_from_rows(budget: Budget, rows: Iterable[Mapping]) -> Seed:
     """Running total and contributors of `budget` from stored spend rows (team, workflow, ..., key,
-    cost_micros), matched with the budget's own scope. Both runners seed through this."""
+    cost_nanos), matched with the budget's own scope. Both runners seed through this."""
     seed = Seed(0, {"workflow": Counter(), "model": Counter(), "key": Counter()})
     for r in rows:
         if budget.scope.matches(r):
-            c = r["cost_micros"]
-            seed.spend_micros += c
+            c = r["cost_nanos"]
+            seed.spend_nanos += c
             seed.contributors["workflow"][r["workflow"]] += c
             seed.contributors["model"][r["model"]] += c
             if r["key"]:
@@ -67,8 +67,8 @@ class PeriodTotals:
     def top(self, n: int = 3) -> list[tuple[str, str, int]]:
         out = []
         for dim in ("workflow", "model", "key"):
-            for value, micros in self.contributors[dim].most_common(n):
-                out.append((dim, value, micros))
+            for value, nanos in self.contributors[dim].most_common(n):
+                out.append((dim, value, nanos))
         return sorted(out, key=lambda t: -t[2])[:n]
 
 
@@ -81,9 +81,9 @@ class Signal:
     period_label: str
     kind: str  # actual | forecast | spike
     threshold: str
-    spend_micros: int
-    amount_micros: int
-    forecast_micros: int
+    spend_nanos: int
+    amount_nanos: int
+    forecast_nanos: int
     at: datetime
     workflow: str
     actions: tuple
@@ -91,7 +91,7 @@ class Signal:
 
 
 Seeder = Callable[[Budget, datetime, datetime], Seed]
-MinuteSeeder = Callable[[Budget, datetime, datetime], list[tuple[datetime, int]]]  # (minute, micros) ascending
+MinuteSeeder = Callable[[Budget, datetime, datetime], list[tuple[datetime, int]]]  # (minute, nanos) ascending
 
 
 def _action_kind(a) -> str:
@@ -108,7 +108,7 @@ class BudgetLedger:
         self.file = budgets
         self.tz = ZoneInfo(budgets.timezone)
         self.budgets: list[Budget] = list(budgets.budgets)
-        self.amounts = {b.id: to_micros(b.amount) for b in self.budgets}
+        self.amounts = {b.id: to_nanos(b.amount) for b in self.budgets}
         self.seeder = seeder
         self.minute_seeder = minute_seeder
         self.fired: set[str] = set(fired)
@@ -195,7 +195,7 @@ class BudgetLedger:
             pt = PeriodTotals(b.id, start, end, period_key(b.period, start, self.tz))
             if self.seeder is not None and b.period.rolling_seconds is None:
                 seed = self.seeder(b, start, end)
-                pt.spend = seed.spend_micros
+                pt.spend = seed.spend_nanos
                 for dim, counter in seed.contributors.items():
                     pt.contributors.setdefault(dim, Counter()).update(counter)
             self.totals[(b.id, start)] = pt
@@ -226,8 +226,8 @@ class BudgetLedger:
             if self.minute_seeder is not None and at is not None:
                 history = self.minute_seeder(b, at - timedelta(minutes=minutes), at)
                 s = MinuteSeries(minutes, since=history[0][0] if history else None)
-                for minute, micros in history:
-                    s.add(minute, micros)
+                for minute, nanos in history:
+                    s.add(minute, nanos)
             else:
                 s = MinuteSeries(minutes)
             self._series[b.id] = s
@@ -235,7 +235,7 @@ class BudgetLedger:
                 self._undo.new_series.append(b.id)
         return s
 
-    def charge(self, dims: Mapping[str, str | None], cost_micros: int, at: datetime,
+    def charge(self, dims: Mapping[str, str | None], cost_nanos: int, at: datetime,
                key: str = "") -> list[tuple[Signal | None, PeriodTotals, Budget]]:
         """Charge the event to every matching budget. Returns (signal or None, totals, budget) for
         each signal that fires now, and (None, totals, budget) for each budget past a control
@@ -248,17 +248,17 @@ class BudgetLedger:
             pt = self.period(b, at)
             series = self.series(b, at)
             self._touch(pt, series, b.id)
-            series.add(at, cost_micros)
+            series.add(at, cost_nanos)
             if b.period.rolling_seconds is not None:
                 pt.spend = series.sum_last(b.period.rolling_seconds // 60, at)
             else:
-                pt.spend += cost_micros
-            if cost_micros:
+                pt.spend += cost_nanos
+            if cost_nanos:
                 c = pt.contributors
-                c["workflow"][workflow] += cost_micros
-                c["model"][dims.get("model") or ""] += cost_micros
+                c["workflow"][workflow] += cost_nanos
+                c["model"][dims.get("model") or ""] += cost_nanos
                 if key:
-                    c["key"][key] += cost_micros
+                    c["key"][key] += cost_nanos
             out.extend((s, pt, b) for s in self._evaluate(b, pt, series, at, workflow))
             if pt.control_actions:
                 out.append((None, pt, b))
@@ -272,7 +272,7 @@ class BudgetLedger:
         label = pt.key if b.period.rolling_seconds is None else f"rolling-{at.astimezone(self.tz):%Y-%m-%d}"
         triggers = self._triggers.get((b.id, label))
         if triggers is None:  # (threshold, its key, the smallest spend that fires it: spend >= amount*at/100)
-            triggers = [(th, f"{b.id}:{label}:{th.id}", th.trigger_micros(amount)) for th in b.thresholds]
+            triggers = [(th, f"{b.id}:{label}:{th.id}", th.trigger_nanos(amount)) for th in b.thresholds]
             self._triggers[(b.id, label)] = triggers
         for th, key, trigger in triggers:
             if key in self.fired:
@@ -348,8 +348,8 @@ class BudgetLedger:
             fc = self.forecast(b, pt, at)
             pct = (Decimal(pt.spend) * 100 / Decimal(amount)).quantize(Decimal("0.1"))
             state = "over" if pt.spend >= amount else ("at-risk" if fc >= amount else "ok")
-            rows.append({"budget": b.id, "name": b.name, "period": pt.key, "spend_micros": pt.spend,
-                         "amount_micros": amount, "pct_used": pct, "forecast_micros": fc, "state": state,
+            rows.append({"budget": b.id, "name": b.name, "period": pt.key, "spend_nanos": pt.spend,
+                         "amount_nanos": amount, "pct_used": pct, "forecast_nanos": fc, "state": state,
                          "period_end": pt.end})
         return rows
 

@@ -1,11 +1,11 @@
-"""Forecast to period end, time to exhaustion, and spike detection. Pure, integer micros.
+"""Forecast to period end, time to exhaustion, and spike detection. Pure, integer nanos.
 
 Forecast (see budgets/README.md): spend + rate x time left, where the rate blends the trailing
 recent window's rate with the period-to-date average, weighted by how much of the recent window
 the period has already lived: w = min(1, elapsed / recent_seconds),
-rate = w x recent_micros / recent_seconds + (1 - w) x spend / elapsed.
-Arithmetic is exact integer math on micro-dollars and microseconds (Decimal only at the edges,
-never float); results are rounded half-even once, to whole micro-dollars.
+rate = w x recent_nanos / recent_seconds + (1 - w) x spend / elapsed.
+Arithmetic is exact integer math on nano-dollars and microseconds (Decimal only at the edges,
+never float); results are rounded half-even once, to whole nano-dollars.
 
 Spike: a MinuteSeries keeps per-minute spend by event time for the last N minutes; a spike is
 spend in the last `window_minutes` >= factor x the baseline rate x window_minutes, where the
@@ -36,9 +36,9 @@ def _div_half_even(num: int, den: int) -> int:
     return q + 1 if twice > den or (twice == den and q % 2) else q
 
 
-def _rate(spend_micros: int, period_start: datetime, now: datetime, recent_micros: int,
+def _rate(spend_nanos: int, period_start: datetime, now: datetime, recent_nanos: int,
           recent_seconds: int) -> tuple[int, int]:
-    """The blended burn rate as an exact fraction (numerator, denominator) of micros per microsecond.
+    """The blended burn rate as an exact fraction (numerator, denominator) of nanos per microsecond.
     With E = elapsed, R = recent window (both in µs), S = spend, Q = recent spend:
     E >= R > 0: Q / R;  R == 0: S / E;  else (E/R)(Q/R) + (1 - E/R)(S/E) = (E²Q + SR² - SER) / (ER²)."""
     e = _us(now - period_start)
@@ -46,47 +46,47 @@ def _rate(spend_micros: int, period_start: datetime, now: datetime, recent_micro
         return 0, 1
     r = recent_seconds * 1_000_000
     if r <= 0:
-        num, den = spend_micros, e
+        num, den = spend_nanos, e
     elif e >= r:
-        num, den = recent_micros, r
+        num, den = recent_nanos, r
     else:
-        num, den = e * e * recent_micros + spend_micros * r * r - spend_micros * e * r, e * r * r
+        num, den = e * e * recent_nanos + spend_nanos * r * r - spend_nanos * e * r, e * r * r
     return (num, den) if num > 0 else (0, 1)
 
 
-def burn_rate(spend_micros: int, period_start: datetime, now: datetime, recent_micros: int = 0,
+def burn_rate(spend_nanos: int, period_start: datetime, now: datetime, recent_nanos: int = 0,
               recent_seconds: int = 0) -> Decimal:
     """Micro-dollars per second the forecast projects: the recent window's rate blended with the
     period-to-date average (weight of the recent rate = min(1, elapsed / recent_seconds)).
     Never negative (credits do not make a forecast fall below actual spend)."""
-    num, den = _rate(spend_micros, period_start, now, recent_micros, recent_seconds)
+    num, den = _rate(spend_nanos, period_start, now, recent_nanos, recent_seconds)
     with localcontext() as ctx:
         ctx.prec = 40
         return Decimal(num * 1_000_000) / Decimal(den)
 
 
-def forecast_period_end(spend_micros: int, period_start: datetime, period_end: datetime, now: datetime,
-                        recent_micros: int = 0, recent_seconds: int = 0) -> int:
-    """Projected spend at period end in micros: spend + rate x (period_end - now), computed exactly
+def forecast_period_end(spend_nanos: int, period_start: datetime, period_end: datetime, now: datetime,
+                        recent_nanos: int = 0, recent_seconds: int = 0) -> int:
+    """Projected spend at period end in nanos: spend + rate x (period_end - now), computed exactly
     in integers and rounded half-even once. At or after the period end, and at its very start,
     the forecast is the actual spend."""
     if now >= period_end or now <= period_start:
-        return spend_micros
-    num, den = _rate(spend_micros, period_start, now, recent_micros, recent_seconds)
-    return spend_micros + _div_half_even(num * _us(period_end - now), den)
+        return spend_nanos
+    num, den = _rate(spend_nanos, period_start, now, recent_nanos, recent_seconds)
+    return spend_nanos + _div_half_even(num * _us(period_end - now), den)
 
 
-def exhaustion_time(spend: int, amount: int, rate_micros_per_s: Decimal | int, now: datetime) -> datetime | None:
-    """When spend reaches `amount` (micros) at the given rate, to the microsecond: `now` if it
+def exhaustion_time(spend: int, amount: int, rate_nanos_per_s: Decimal | int, now: datetime) -> datetime | None:
+    """When spend reaches `amount` (nanos) at the given rate, to the microsecond: `now` if it
     already has, None if the rate is zero or negative (or the date would pass year 9999)."""
     if spend >= amount:
         return now
-    if rate_micros_per_s <= 0:
+    if rate_nanos_per_s <= 0:
         return None
-    p, q = Decimal(rate_micros_per_s).as_integer_ratio()
-    micros = _div_half_even((amount - spend) * q * 1_000_000, p)
+    p, q = Decimal(rate_nanos_per_s).as_integer_ratio()
+    usecs = _div_half_even((amount - spend) * q * 1_000_000, p)
     try:
-        return now + timedelta(microseconds=micros)
+        return now + timedelta(microseconds=usecs)
     except OverflowError:
         return None
 
@@ -153,8 +153,8 @@ class MinuteSeries:
         self.origin, self.latest, vals, tree = state
         self._vals, self._tree = list(vals), list(tree)
 
-    def add(self, at: datetime, micros: int) -> bool:
-        """Count `micros` in the minute of `at`. False (ignored) when older than the kept horizon."""
+    def add(self, at: datetime, nanos: int) -> bool:
+        """Count `nanos` in the minute of `at`. False (ignored) when older than the kept horizon."""
         m = _minute(at)
         if self.latest is None:
             self.latest = m
@@ -164,8 +164,8 @@ class MinuteSeries:
             self._advance(m)
         elif m <= self.latest - self.size:
             return False
-        if micros:
-            self._update(m % self.size, micros)
+        if nanos:
+            self._update(m % self.size, nanos)
         return True
 
     def _range(self, lo: int, hi: int) -> int:
@@ -196,7 +196,7 @@ class MinuteSeries:
         return self._range(lo, hi), hi - lo + 1
 
     def baseline_rate(self, window_minutes: int, baseline_minutes: int, now: datetime) -> Decimal | None:
-        """Average micros per minute over the baseline; None before any baseline minute was observed."""
+        """Average nanos per minute over the baseline; None before any baseline minute was observed."""
         spend, observed = self._baseline(window_minutes, baseline_minutes, now)
         if observed == 0:
             return None
@@ -206,7 +206,7 @@ class MinuteSeries:
 
 
 def is_spike(rule: SpikeRule, series: MinuteSeries, now: datetime) -> tuple[bool, int, int]:
-    """(spiking, spend in the last window, spend the baseline predicts for the window), micros.
+    """(spiking, spend in the last window, spend the baseline predicts for the window), nanos.
 
     Spiking when window spend > 0, >= min_spend and >= factor x expected. With less observed
     baseline than one window (a fresh series) nothing is a spike yet. A baseline of zero spend
@@ -221,7 +221,7 @@ def is_spike(rule: SpikeRule, series: MinuteSeries, now: datetime) -> tuple[bool
     spiking = (
         observed >= w
         and recent > 0
-        and recent >= rule.min_spend_micros
+        and recent >= rule.min_spend_nanos
         and recent * observed * q >= p * base_spend * w
     )
     return spiking, recent, expected

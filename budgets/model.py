@@ -8,7 +8,7 @@
         └── SpikeRule(window_minutes, baseline_minutes, factor, min_spend, actions)
     Action: exactly one of notify: [channels] | throttle: {rate_per_min} | block: true
 
-Models are frozen; derived values (compiled scopes, micros) are cached on first use.
+Models are frozen; derived values (compiled scopes, nanos) are cached on first use.
 Money (amount, min_spend) is Decimal USD. Decimal fields accept int, str and Decimal; a float is
 accepted only when it is exactly the decimal it looks like (0.5 yes, 0.1 no). Write money as
 quoted strings. Cross-budget rules (unique ids, parents exist, no cycles) live in `cross_check`
@@ -36,7 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from costwarden.budgets.scope import DIMENSIONS, Scope
-from costwarden.money import to_micros
+from costwarden.money import to_nanos
 
 __all__ = [
     "Action", "Budget", "BudgetFile", "DIMENSIONS", "Period", "Scope", "SpikeRule", "Threshold",
@@ -49,7 +49,7 @@ _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 _MAX_ROLLING_SECONDS = 366 * 86400
 PERIOD_PATTERN = r"^(day|week|month|quarter|[1-9][0-9]*[mhd])$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-MAX_USD = Decimal(10) ** 12  # a trillion dollars: larger is a typo, and keeps micros exact
+MAX_USD = Decimal(10) ** 12  # a trillion dollars: larger is a typo, and keeps nanos exact
 _SLUG = re.compile(SLUG_PATTERN)
 
 
@@ -77,8 +77,8 @@ ExactDecimal = Annotated[
 
 
 def _usd(value: Decimal) -> Decimal:
-    if value.as_tuple().exponent < -6 and value != value.quantize(Decimal("0.000001")):  # type: ignore[operator]
-        raise ValueError("USD amounts have at most 6 decimal places (micro-dollars)")
+    if value.as_tuple().exponent < -9 and value != value.quantize(Decimal("0.000000001")):  # type: ignore[operator]
+        raise ValueError("USD amounts have at most 9 decimal places (nano-dollars)")
     return value
 
 
@@ -179,11 +179,11 @@ class Threshold(BaseModel):
         """Stable name within a budget, e.g. "actual:80", "forecast:100", "actual:87.5"."""
         return f"{self.basis}:{_fmt(self.at)}"
 
-    def trigger_micros(self, amount_micros: int) -> int:
-        """Smallest integer spend (micros) at which this threshold fires: ceil(amount * at / 100)."""
+    def trigger_nanos(self, amount_nanos: int) -> int:
+        """Smallest integer spend (nanos) at which this threshold fires: ceil(amount * at / 100)."""
         with localcontext() as ctx:
             ctx.prec = 60
-            exact = Decimal(amount_micros) * self.at / 100
+            exact = Decimal(amount_nanos) * self.at / 100
             return int(exact.to_integral_value(rounding=ROUND_CEILING))
 
 
@@ -206,8 +206,8 @@ class SpikeRule(BaseModel):
         return self
 
     @cached_property
-    def min_spend_micros(self) -> int:
-        return to_micros(self.min_spend)
+    def min_spend_nanos(self) -> int:
+        return to_nanos(self.min_spend)
 
 
 class Budget(BaseModel):
@@ -243,8 +243,8 @@ class Budget(BaseModel):
         return self
 
     @cached_property
-    def amount_micros(self) -> int:
-        return to_micros(self.amount)
+    def amount_nanos(self) -> int:
+        return to_nanos(self.amount)
 
 
 Problems = list[tuple[tuple[str | int, ...], str]]

@@ -165,8 +165,8 @@ def parse_time(v: Any, name: str = "time") -> datetime:
             if not (0 <= secs < _MAX_SECS):  # 1970 .. 2106-02-07
                 raise bad("invalid_time", f"{name}={brief_number(v)} is out of range")
             whole = int(secs)
-            micros = int((secs - whole) * 1_000_000)
-            dt = datetime.fromtimestamp(whole, tz=timezone.utc).replace(microsecond=micros)
+            usecs = int((secs - whole) * 1_000_000)
+            dt = datetime.fromtimestamp(whole, tz=timezone.utc).replace(microsecond=usecs)
         elif isinstance(v, str):
             dt = datetime.fromisoformat(v.strip())
             if dt.tzinfo is None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from costwarden.money import MICROS_PER_USD, from_micros
+from costwarden.money import NANOS_PER_USD, from_nanos
 from costwarden.store.base import Store
 from costwarden.store.queries import lit, ts
 
@@ -37,18 +37,18 @@ class DriftRow:
     provider: str
     scope: str
     basis: str
-    ours_micros: int
+    ours_nanos: int
     reported_usd: Decimal
     unpriced_events: int
     threshold_pct: Decimal
 
     @property
     def ours_usd(self) -> Decimal:
-        return from_micros(self.ours_micros)
+        return from_nanos(self.ours_nanos)
 
     @property
     def drift_usd(self) -> Decimal:
-        return Decimal(self.ours_micros) / MICROS_PER_USD - self.reported_usd
+        return Decimal(self.ours_nanos) / NANOS_PER_USD - self.reported_usd
 
     @property
     def drift_pct(self) -> Decimal | None:
@@ -60,7 +60,7 @@ class DriftRow:
     def over(self) -> bool:
         pct = self.drift_pct
         if pct is None:
-            return self.ours_micros != 0
+            return self.ours_nanos != 0
         return abs(pct) > self.threshold_pct
 
     def as_row(self) -> dict:
@@ -72,7 +72,7 @@ class DriftRow:
 
 
 def _usd(d: Decimal) -> Decimal:
-    return d.quantize(Decimal("0.000001"), rounding=ROUND_HALF_EVEN)
+    return d.quantize(Decimal("0.000000001"), rounding=ROUND_HALF_EVEN)
 
 
 def _scope(provider: str, value: str | None) -> str:
@@ -83,8 +83,8 @@ def _scope(provider: str, value: str | None) -> str:
 
 def compare(ours: list[dict], reported: list[dict], event_costs: list[dict],
             threshold_pct: Decimal) -> list[DriftRow]:
-    """ours: {day, provider, scope, cost_micros, unpriced}; reported: {day, source, scope, amount};
-    event_costs: {day, source, provider, scope, cost_micros, reported, unpriced}."""
+    """ours: {day, provider, scope, cost_nanos, unpriced}; reported: {day, source, scope, amount};
+    event_costs: {day, source, provider, scope, cost_nanos, reported, unpriced}."""
     rows: list[DriftRow] = []
     rep: dict[tuple, Decimal] = defaultdict(Decimal)
     for r in reported:
@@ -95,7 +95,7 @@ def compare(ours: list[dict], reported: list[dict], event_costs: list[dict],
         days_scopes[(day, source)].add(scope)
     mine: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
     for r in ours:
-        mine[(_day(r["day"]), r["provider"], _scope(r["provider"], r["scope"]))][0] += int(r["cost_micros"])
+        mine[(_day(r["day"]), r["provider"], _scope(r["provider"], r["scope"]))][0] += int(r["cost_nanos"])
         mine[(_day(r["day"]), r["provider"], _scope(r["provider"], r["scope"]))][1] += int(r["unpriced"])
     for (day, source), scopes in days_scopes.items():
         provider = REPORT_SOURCES[source]
@@ -113,7 +113,7 @@ def compare(ours: list[dict], reported: list[dict], event_costs: list[dict],
                                  threshold_pct))
     for r in event_costs:
         rows.append(DriftRow(_day(r["day"]), r["provider"], _scope(r["provider"], r["scope"]), r["source"],
-                             int(r["cost_micros"]), Decimal(r["reported"]), int(r["unpriced"]), threshold_pct))
+                             int(r["cost_nanos"]), Decimal(r["reported"]), int(r["unpriced"]), threshold_pct))
     return sorted(rows, key=lambda x: (x.day, x.provider, x.basis, x.scope))
 
 
@@ -135,7 +135,7 @@ class OursQuery:
     def to_sql(self) -> str:
         provs = ", ".join(lit(p) for p in sorted(set(REPORT_SOURCES.values())))
         return ("SELECT toDate(occurred_at) AS day, provider, if(provider = 'anthropic', workspace_id, project_id) "
-                "AS scope, sum(cost_micros) AS cost_micros, sum(unpriced) AS unpriced FROM {db}.usage_events FINAL "
+                "AS scope, sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced FROM {db}.usage_events FINAL "
                 f"WHERE occurred_at >= {ts(self.start)} AND occurred_at < {ts(self.end)} AND provider IN ({provs}) "
                 "GROUP BY day, provider, scope")
 
@@ -159,7 +159,7 @@ class EventCostQuery:
 
     def to_sql(self) -> str:
         return ("SELECT toDate(occurred_at) AS day, source, provider, if(project_id != '', project_id, workspace_id) "
-                "AS scope, sum(cost_micros) AS cost_micros, sum(provider_cost) AS reported, sum(unpriced) AS unpriced "
+                "AS scope, sum(cost_nanos) AS cost_nanos, sum(provider_cost) AS reported, sum(unpriced) AS unpriced "
                 "FROM {db}.usage_events FINAL WHERE provider_cost IS NOT NULL AND provider_cost_currency = 'USD' "
                 f"AND occurred_at >= {ts(self.start)} AND occurred_at < {ts(self.end)} "
                 "GROUP BY day, source, provider, scope")

@@ -183,9 +183,9 @@ class Refusals:
 
     throttled: int = 0  # over a throttle's rate
     blocked: int = 0
-    throttled_micros: int = 0
-    blocked_micros: int = 0
-    by_day: dict = None  # date -> (calls, micros)
+    throttled_nanos: int = 0
+    blocked_nanos: int = 0
+    by_day: dict = None  # date -> (calls, nanos)
 
     def __post_init__(self) -> None:
         self.by_day = {}
@@ -195,8 +195,8 @@ class Refusals:
         return self.throttled + self.blocked
 
     @property
-    def micros(self) -> int:
-        return self.throttled_micros + self.blocked_micros
+    def nanos(self) -> int:
+        return self.throttled_nanos + self.blocked_nanos
 
 
 class Gateway:
@@ -207,7 +207,7 @@ class Gateway:
 
     def __init__(self, check, price) -> None:
         self.check = check      # (workflow, at) -> Decision
-        self.price = price      # payload bytes -> cost in micro-dollars (None: not a valid event)
+        self.price = price      # payload bytes -> cost in nano-dollars (None: not a valid event)
         self.refused = Refusals()
         self._minute: dict[str, tuple[datetime, int]] = {}
         self._last_refused = ""
@@ -236,12 +236,12 @@ class Gateway:
         r = self.refused
         if state == "throttle":
             r.throttled += 1
-            r.throttled_micros += cost
+            r.throttled_nanos += cost
         else:
             r.blocked += 1
-            r.blocked_micros += cost
-        calls, micros = r.by_day.get(at.date(), (0, 0))
-        r.by_day[at.date()] = (calls + 1, micros + cost)
+            r.blocked_nanos += cost
+        calls, nanos = r.by_day.get(at.date(), (0, 0))
+        r.by_day[at.date()] = (calls + 1, nanos + cost)
         self._last_refused = eid
         return False
 
@@ -280,7 +280,7 @@ def run(pipeline, start: datetime, end: datetime, seed: int = 42, progress=None)
 
     def price(line: bytes) -> int | None:
         try:
-            return cat.price(parse_event(line)).cost_micros
+            return cat.price(parse_event(line)).cost_nanos
         except InvalidEventError:
             return None
 

@@ -68,7 +68,7 @@ class EmbeddedPipeline:
         per_minute: dict[datetime, int] = {}
         for r in self.store.query(MinuteSpendQuery(start, end).to_sql()):
             if budget.scope.matches(r):
-                per_minute[r["bucket"]] = per_minute.get(r["bucket"], 0) + r["cost_micros"]
+                per_minute[r["bucket"]] = per_minute.get(r["bucket"], 0) + r["cost_nanos"]
         return sorted(per_minute.items())
 
     # --- the loop -------------------------------------------------------------------------------

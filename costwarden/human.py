@@ -17,7 +17,7 @@ import time
 from datetime import date, datetime, timezone
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 MISSING = ""
 
@@ -42,8 +42,8 @@ def usd(value: Decimal | int | str | None, *, unit: bool = False) -> str:
     return f"{sign}${a.quantize(Decimal('0.01'), ROUND_HALF_EVEN):,}"
 
 
-def usd_micros(micros: int | None, *, unit: bool = False) -> str:
-    return MISSING if micros is None else usd(from_micros(micros), unit=unit)
+def usd_nanos(nanos: int | None, *, unit: bool = False) -> str:
+    return MISSING if nanos is None else usd(from_nanos(nanos), unit=unit)
 
 
 def pct(value: Decimal | int | float | str | None, *, signed: bool = False) -> str:
@@ -115,7 +115,7 @@ LABELS = {
 def label(column: str) -> str:
     if column in LABELS:
         return LABELS[column]
-    for suffix in ("_usd", "_micros"):
+    for suffix in ("_usd", "_nanos"):
         if column.endswith(suffix):
             column = column[: -len(suffix)]
     return column.replace("_", " ")
@@ -131,8 +131,8 @@ def cell(column: str, v) -> str:
         return MISSING
     if column.endswith("_usd"):
         return usd(v, unit=is_unit_cost(column))
-    if column.endswith("_micros") and isinstance(v, int):
-        return usd_micros(v, unit=is_unit_cost(column))
+    if column.endswith("_nanos") and isinstance(v, int):
+        return usd_nanos(v, unit=is_unit_cost(column))
     if column == "pct_used" or column.endswith("_pct"):
         return pct(v, signed=column == "change_pct")
     if isinstance(v, bool):
@@ -159,8 +159,8 @@ def is_numeric(column: str, rows: list[dict]) -> bool:
 
 
 def human_columns(columns: list[str]) -> list[str]:
-    """A table's columns for people: an exact `x_micros` beside its `x_usd` says the same thing twice."""
-    return [c for c in columns if not (c.endswith("_micros") and c[: -len("_micros")] + "_usd" in columns)]
+    """A table's columns for people: an exact `x_nanos` beside its `x_usd` says the same thing twice."""
+    return [c for c in columns if not (c.endswith("_nanos") and c[: -len("_nanos")] + "_usd" in columns)]
 
 
 # --- progress --------------------------------------------------------------------------------------

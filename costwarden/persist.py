@@ -91,14 +91,14 @@ def alert_for(signal: Signal, changes: list[ControlChange]) -> BudgetAlert:
     action, hint = _action_text(signal, changes)
     kind = signal.kind if signal.kind in ("actual", "forecast", "spike") else "actual"
     return BudgetAlert(signal.key, signal.budget.id, signal.budget.name, scope_text(signal.budget),
-                       signal.period_label, signal.period_end, kind, signal.threshold, signal.spend_micros,
-                       signal.amount_micros, signal.forecast_micros, list(signal.top), action, hint, channels)
+                       signal.period_label, signal.period_end, kind, signal.threshold, signal.spend_nanos,
+                       signal.amount_nanos, signal.forecast_nanos, list(signal.top), action, hint, channels)
 
 
 def budget_event_row(s: Signal) -> dict:
     return {"key": s.key, "at": s.at, "budget_id": s.budget.id, "period_start": s.period_start.replace(microsecond=0),
-            "kind": s.kind, "threshold": s.threshold, "spend_micros": s.spend_micros,
-            "amount_micros": s.amount_micros, "forecast_micros": s.forecast_micros, "workflow": s.workflow,
+            "kind": s.kind, "threshold": s.threshold, "spend_nanos": s.spend_nanos,
+            "amount_nanos": s.amount_nanos, "forecast_nanos": s.forecast_nanos, "workflow": s.workflow,
             "detail": ", ".join(f"{d}={v}" for d, v, _ in s.top)}
 
 

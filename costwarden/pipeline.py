@@ -31,7 +31,7 @@ class BatchReport:
     dead: Counter = field(default_factory=Counter)
     signals: list = field(default_factory=list)
     changes: list = field(default_factory=list)
-    cost_micros: int = 0
+    cost_nanos: int = 0
     statuses: list = field(default_factory=list)  # per input item: accepted | duplicate | rejected
     alerts: int = 0
 
@@ -41,7 +41,7 @@ class BatchReport:
         self.dead.update(other.dead)
         self.signals.extend(other.signals)
         self.changes.extend(other.changes)
-        self.cost_micros += other.cost_micros
+        self.cost_nanos += other.cost_nanos
         self.alerts += other.alerts
 
 
@@ -99,7 +99,7 @@ class BatchLoop:
         proc.commit()
         report = BatchReport(accepted=len(enriched.rows), duplicates=len(enriched.duplicates),
                              dead=Counter(d.reason for d in enriched.dead), signals=signals, changes=changes,
-                             cost_micros=sum(r["cost_micros"] for r in enriched.rows),
+                             cost_nanos=sum(r["cost_nanos"] for r in enriched.rows),
                              statuses=enriched.statuses, alerts=len(commit.rows(T.ALERT_OUTBOX)))
         return report
 

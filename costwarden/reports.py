@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.store import Store
 from costwarden.store.queries import ReportQuery, SpendSeedQuery
 
@@ -21,17 +21,17 @@ def spend_report(store: Store, by: list[str], start: datetime, end: datetime) ->
     hours are not spread over the model calls)."""
     rows = store.query(ReportQuery(by, start, end).to_sql())
     total = {d: "TOTAL" for d in by}
-    for m in ["events", "requests", *TOKEN_COLS, "cost_micros", "unpriced_events"]:
+    for m in ["events", "requests", *TOKEN_COLS, "cost_nanos", "unpriced_events"]:
         total[m] = sum(r[m] for r in rows)
-    total["request_cost_micros"] = sum(r["cost_micros"] for r in rows if r["requests"])
+    total["request_cost_nanos"] = sum(r["cost_nanos"] for r in rows if r["requests"])
     rows = rows + [total] if rows else rows
     for r in rows:
-        r["cost_usd"] = from_micros(r["cost_micros"])
-        per = r.get("request_cost_micros", r["cost_micros"])
-        r["cost_per_request_usd"] = (from_micros(per) / r["requests"]).quantize(from_micros(1)) \
+        r["cost_usd"] = from_nanos(r["cost_nanos"])
+        per = r.get("request_cost_nanos", r["cost_nanos"])
+        r["cost_per_request_usd"] = (from_nanos(per) / r["requests"]).quantize(from_nanos(1)) \
             if r["requests"] else None
     columns = [*by, "requests", "input_tokens", "cache_read_tokens", "output_tokens", "cost_usd",
-               "cost_per_request_usd", "cost_micros", "unpriced_events"]
+               "cost_per_request_usd", "cost_nanos", "unpriced_events"]
     return rows, columns
 
 
@@ -67,7 +67,7 @@ def budget_status_as_of(store: Store, budgets, at: datetime) -> list[dict]:
     history before `at` (as `costwarden budgets forecast`), and the state."""
     from costwarden.budgets.periods import period_bounds, period_key
     from costwarden.finance.burn import _dims, budget_forecasts
-    from costwarden.money import to_micros
+    from costwarden.money import to_nanos
 
     at = as_utc(at)  # the same instant whatever its offset (shown with it, computed in UTC)
     tz = ZoneInfo(budgets.timezone)
@@ -75,21 +75,21 @@ def budget_status_as_of(store: Store, budgets, at: datetime) -> list[dict]:
     rows = []
     seeds: dict[datetime, list[dict]] = {}
     for b in budgets.budgets:
-        amount = to_micros(b.amount)
+        amount = to_nanos(b.amount)
         if b.id in fc:
             f = fc[b.id]
-            spend, forecast, start, end, key = (f["spend_micros"], f["forecast_micros"], f["period_start"],
+            spend, forecast, start, end, key = (f["spend_nanos"], f["forecast_nanos"], f["period_start"],
                                                 f["period_end"], f["period"])
         else:  # a rolling window: the spend in [at - window, at) is all there is
             start, end = period_bounds(b.period, at, tz)
             if start not in seeds:
                 seeds[start] = store.query(SpendSeedQuery(start, end).to_sql())
-            spend = sum(r["cost_micros"] for r in seeds[start] if b.scope.matches(_dims(r)))
+            spend = sum(r["cost_nanos"] for r in seeds[start] if b.scope.matches(_dims(r)))
             forecast, key = spend, period_key(b.period, start, tz)
         pct = (Decimal(spend) * 100 / Decimal(amount)).quantize(Decimal("0.1")) if amount else None
         state = "over" if spend >= amount else ("at-risk" if forecast >= amount else "ok")
-        rows.append({"budget": b.id, "name": b.name, "period": key, "spend_micros": spend, "amount_micros": amount,
-                     "pct_used": pct, "forecast_micros": forecast, "state": state, "period_end": end})
+        rows.append({"budget": b.id, "name": b.name, "period": key, "spend_nanos": spend, "amount_nanos": amount,
+                     "pct_used": pct, "forecast_nanos": forecast, "state": state, "period_end": end})
     return rows
 
 

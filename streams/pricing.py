@@ -3,7 +3,7 @@
 Rounding rule: every part of an event's cost is computed exactly in Decimal
 (tokens x rate-per-million / 1,000,000 x service-tier multiplier, plus GPU hours x
 rate-per-GPU-hour); the parts are summed exactly and the sum is rounded ONCE,
-half-even, to integer micro-dollars (costwarden.money.to_micros).
+half-even, to integer nano-dollars (costwarden.money.to_nanos).
 
 Long-context rule: a price version may carry a long-context card that applies to
 the WHOLE request (every token class) when the prompt (input + cache_read +
@@ -35,11 +35,11 @@ from datetime import datetime
 from decimal import Context, Decimal, localcontext
 
 from costwarden.events import UsageEvent
-from costwarden.money import to_micros
+from costwarden.money import to_nanos
 
 # Enough digits that products and sums of catalogue rates and token counts are exact. The
 # catalogue allows at most 6 decimal places per rate and 4 per multiplier, so every part has
-# an exponent >= -16 and a total under $10,000 also stays exact in to_micros' default context.
+# an exponent >= -16 and a total under $10,000 also stays exact in to_nanos' default context.
 _CTX = Context(prec=80)
 _ZERO = Decimal(0)
 TOKEN_CLASSES = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
@@ -53,18 +53,18 @@ POLICIES = ("catalogue", "provider_cost", "fallback", "block", "none")
 class Price:
     """The priced cost of one event.
 
-    cost_micros    integer micro-dollars, rounded once, half-even: what budgets are charged.
+    cost_nanos    integer nano-dollars, rounded once, half-even: what budgets are charged.
                    For an unpriced event, the amount its UnpricedPolicy charged (0 for block/none)
     unpriced       True when the model or GPU type is not in the catalogue (whatever was charged)
     priced_model   the catalogue's model key, or the raw model name (lowercased) when unpriced
     breakdown      exact Decimal dollars per part (token classes, "gpu", "provider_cost"), before rounding
-    policy         how cost_micros was found: "catalogue" (priced), or for an unpriced event
+    policy         how cost_nanos was found: "catalogue" (priced), or for an unpriced event
                    "provider_cost" | "fallback" | "block" | "none"
     policy_detail  for a fallback, which one: "provider_max:<provider>" or "fixed"; for a
                    provider cost, its currency ("USD"); else ""
     """
 
-    cost_micros: int
+    cost_nanos: int
     unpriced: bool
     priced_model: str
     catalogue_version: str
@@ -92,7 +92,7 @@ def _make(cost: int, unpriced: bool, model: str, version: str, breakdown: dict[s
     """Price(...) without the frozen dataclass's object.__setattr__ calls (hot path)."""
     p = _new(Price)
     d = p.__dict__
-    d["cost_micros"], d["unpriced"], d["priced_model"], d["catalogue_version"] = cost, unpriced, model, version
+    d["cost_nanos"], d["unpriced"], d["priced_model"], d["catalogue_version"] = cost, unpriced, model, version
     d["breakdown"], d["long_context"], d["priced_gpu"] = breakdown, long_context, gpu
     d["policy"], d["policy_detail"] = policy, detail
     return p
@@ -415,14 +415,14 @@ class Pricer:
 
 
 def _round(parts: dict[str, Decimal]) -> int:
-    """The parts summed exactly, rounded once to integer micro-dollars (half-even)."""
+    """The parts summed exactly, rounded once to integer nano-dollars (half-even)."""
     total = _ZERO
     for v in parts.values():
         total = _CTX.add(total, v)
     if total.adjusted() >= 4:  # >= $10,000: widen the context so the x1e6 stays exact
         with localcontext(_CTX):
-            return to_micros(total)
-    return to_micros(total)
+            return to_nanos(total)
+    return to_nanos(total)
 
 
 def _window_floor(window: str) -> int | None:

@@ -53,7 +53,7 @@ class Charge:
     """What one accepted event costs, for the budget step."""
 
     dims: dict[str, Any]
-    cost_micros: int
+    cost_nanos: int
     at: datetime
     key: str
 
@@ -75,12 +75,12 @@ class Metrics:
     duplicates: int = 0
     dead_lettered: Counter = field(default_factory=Counter)
     unpriced: Counter = field(default_factory=Counter)  # by provider/model
-    cost_micros: int = 0
+    cost_nanos: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"events_in": self.events_in, "processed": self.processed, "duplicates": self.duplicates,
                 "dead_lettered": dict(self.dead_lettered), "unpriced": dict(self.unpriced),
-                "cost_micros": self.cost_micros}
+                "cost_nanos": self.cost_nanos}
 
 
 def _payload_text(payload: Any, limit: int = PAYLOAD_LIMIT) -> str:
@@ -126,7 +126,7 @@ class Processor:
         m.events_in += s.events_in
         m.processed += s.processed
         m.duplicates += s.duplicates
-        m.cost_micros += s.cost_micros
+        m.cost_nanos += s.cost_nanos
         m.dead_lettered.update(s.dead_lettered)
         m.unpriced.update(s.unpriced)
         self._staged = Metrics()
@@ -178,11 +178,11 @@ class Processor:
             out.rows.append(event_row(item, price, attributed, now))
             out.events.append(item)
             at = item.attribution
-            out.charges.append(Charge(as_dims(item, attributed), price.cost_micros, item.occurred_at,
+            out.charges.append(Charge(as_dims(item, attributed), price.cost_nanos, item.occurred_at,
                                       at.api_key_id or at.project_id or ""))
             out.statuses.append("accepted")
             m.processed += 1
-            m.cost_micros += price.cost_micros
+            m.cost_nanos += price.cost_nanos
         return out
 
     # --- budget ---------------------------------------------------------------------------------
@@ -190,17 +190,17 @@ class Processor:
         signals: list[Signal] = []
         changes: list[ControlChange] = []
         for c in charges:
-            s, ch = self.evaluate(c.dims, c.cost_micros, c.at, c.key)
+            s, ch = self.evaluate(c.dims, c.cost_nanos, c.at, c.key)
             signals += s
             changes += ch
         return signals, changes
 
-    def evaluate(self, dims: dict[str, Any], cost_micros: int, at: datetime,
+    def evaluate(self, dims: dict[str, Any], cost_nanos: int, at: datetime,
                  key: str = "") -> tuple[list[Signal], list[ControlChange]]:
         """Charge budgets and apply the controls they ask for."""
         signals: list[Signal] = []
         changes: list[ControlChange] = []
-        for signal, pt, budget in self.ledger.charge(dims, cost_micros, at, key):
+        for signal, pt, budget in self.ledger.charge(dims, cost_nanos, at, key):
             if signal is not None:
                 signals.append(signal)
             for th_id, action in pt.control_actions:

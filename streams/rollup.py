@@ -3,7 +3,7 @@
 `event_row` turns a priced, attributed event into its raw-table row. `rollup` aggregates rows per
 minute / hour / day by team, workflow, cost_center, env, provider, model, exactly as the store's
 materialized views do (the contract tests compare the two); rollups are sums of integers, so
-the sum of any rollup equals the sum of its events' costs to the micro-dollar.
+the sum of any rollup equals the sum of its events' costs to the nano-dollar.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from costwarden.streams.attribution import Attributed
 
 DIMS = ("team", "workflow", "cost_center", "env", "provider", "model")
 MEASURES = ("events", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "gpu_hours", "cost_micros",
+            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "gpu_hours", "cost_nanos",
             "unpriced_events")
 GRANULARITIES = ("minute", "hour", "day")
 
@@ -36,7 +36,7 @@ def event_row(ev: UsageEvent, price, a: Attributed, ingested_at: datetime) -> di
         "api_key_id": at.api_key_id or "", "project_id": at.project_id or "", "workspace_id": at.workspace_id or "",
         "user_id": at.user_id or "", "service_account": at.service_account or "", "trace_id": at.trace_id or "",
         "tags": dict(at.tags), "team": a.team, "workflow": a.workflow, "cost_center": a.cost_center,
-        "env": a.env, "rule_id": a.rule_id, "cost_micros": price.cost_micros, "unpriced": int(price.unpriced),
+        "env": a.env, "rule_id": a.rule_id, "cost_nanos": price.cost_nanos, "unpriced": int(price.unpriced),
         "catalogue_version": price.catalogue_version,
         "provider_cost": pc.amount if pc else None, "provider_cost_currency": pc.currency if pc else "",
     }
@@ -63,6 +63,6 @@ def rollup(rows: Iterable[dict[str, Any]], granularity: str) -> dict[tuple, dict
         agg["requests"] += r["requests"]
         for m in MEASURES[2:9]:
             agg[m] += r[m]
-        agg["cost_micros"] += r["cost_micros"]
+        agg["cost_nanos"] += r["cost_nanos"]
         agg["unpriced_events"] += r["unpriced"]
     return dict(out)

@@ -46,7 +46,7 @@ class PollReport:
     revised_buckets: int = 0
     unchanged_buckets: int = 0
     cost_lines: int = 0
-    cost_micros: int = 0
+    cost_nanos: int = 0
     dead_letters: Counter = field(default_factory=Counter)
     cursor: datetime | None = None
     horizon: datetime | None = None
@@ -167,7 +167,7 @@ class Poller:
             rejects += p.rejects
             if p.events:
                 batch = self.pipeline.ingest(p.events, src.name)
-                report.cost_micros += batch.cost_micros
+                report.cost_nanos += batch.cost_nanos
                 report.dead_letters.update(batch.dead)
             report.new_buckets += p.new
             report.revised_buckets += p.revised

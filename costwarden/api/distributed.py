@@ -34,7 +34,7 @@ from costwarden.budgets.controls import ControlBook, ControlChange
 from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.config import Settings
 from costwarden.errors import NotOfferedError
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.persist import change_rows, store_seeder
 from costwarden.store import tables as T
 from costwarden.store.store_journal import StoreJournal
@@ -123,7 +123,7 @@ class DistributedRuntime:
         if dead:  # also where `costwarden` reads dead letters from, as the workers do
             await self.thread.run(lambda: self.writer.commit(Commit.form({T.DEAD_LETTERS: dead})))
         accepted = len(results) - len(dead)
-        return {"accepted": accepted, "duplicates": 0, "rejected": len(dead), "cost_micros": None,
+        return {"accepted": accepted, "duplicates": 0, "rejected": len(dead), "cost_nanos": None,
                 "control_changes": [], "results": results}
 
     async def reload_budgets(self, reason: str, actor: str) -> dict:
@@ -137,8 +137,8 @@ class DistributedRuntime:
         await self.producer.send_all([(k.topic_raw, event.event_id.encode(), _payload_bytes(raw))])
         hold, cost = await self.thread.run(lambda: self.reservations.settle(hold_id, event))
         return {"id": hold_id, "hold": "released" if hold else "expired_or_unknown", "accepted": 1,
-                "duplicates": 0, "cost_usd": str(from_micros(cost)) if cost is not None else None,
-                "estimate_usd": str(from_micros(hold.micros)) if hold else None}
+                "duplicates": 0, "cost_usd": str(from_nanos(cost)) if cost is not None else None,
+                "estimate_usd": str(from_nanos(hold.nanos)) if hold else None}
 
     # --- budgets ------------------------------------------------------------------------------
     def _seeder(self):

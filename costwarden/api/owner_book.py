@@ -30,7 +30,7 @@ from costwarden.streams.attribution import as_dims
 @dataclass
 class Settled:
     event_id: str
-    micros: int
+    nanos: int
     budgets: list[tuple[str, datetime]]
     until: datetime
 
@@ -74,7 +74,7 @@ class OwnerBook(ReservationBook):
     def held(self, budget_id: str, period_start: datetime) -> int:
         key = (budget_id, period_start)
         return super().held(budget_id, period_start) + sum(
-            s.micros for s in self.settled.values() if key in s.budgets)
+            s.nanos for s in self.settled.values() if key in s.budgets)
 
     def reserve(self, *args, **kw) -> Hold:
         self.refresh(self._now())
@@ -86,13 +86,13 @@ class OwnerBook(ReservationBook):
         now = self._now()
         hold = self.holds.pop(hold_id, None)
         price = self.core.catalogue.price(event)
-        cost = None if price.unpriced else price.cost_micros
-        counted = cost if cost is not None else (hold.micros if hold else 0)
+        cost = None if price.unpriced else price.cost_nanos
+        counted = cost if cost is not None else (hold.nanos if hold else 0)
         ledger = BudgetLedger(self.core.budgets)  # no seeder: only the period bounds are needed
         dims = as_dims(event, self.core.attributor.attribute(event))
         keys = [(b.id, ledger.period(b, event.occurred_at).start) for b in ledger.matching(dims)
                 if _hard_limit(b) is not None]
         prior = self.settled.get(event.event_id)
-        if counted and (prior is None or prior.micros < counted):  # a retried settle counts once
+        if counted and (prior is None or prior.nanos < counted):  # a retried settle counts once
             self.settled[event.event_id] = Settled(event.event_id, counted, keys, now + self.settled_max)
         return hold, cost

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta, timezone
 from costwarden.budgets.controls import State
 from costwarden.errors import ControlError, InvalidEventError
 from costwarden.events import Attribution, Tokens, UsageEvent
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.store.queries import lit, ts
 from costwarden.streams.attribution import as_dims
 
@@ -70,7 +70,7 @@ class Refused(ControlError):
 
 
 class CostSample:
-    """A workflow's recent cost per call in micro-dollars (newest last, at most `size`)."""
+    """A workflow's recent cost per call in nano-dollars (newest last, at most `size`)."""
 
     def __init__(self, size: int) -> None:
         self.values: deque[int] = deque(maxlen=size)
@@ -79,9 +79,9 @@ class CostSample:
     def __len__(self) -> int:
         return len(self.values)
 
-    def add(self, micros: int) -> None:
-        if micros > 0:
-            self.values.append(micros)
+    def add(self, nanos: int) -> None:
+        if nanos > 0:
+            self.values.append(nanos)
 
     def quantile(self, q: float) -> int | None:
         """Nearest-rank quantile (the smallest value with at least q of the sample at or below it)."""
@@ -93,8 +93,8 @@ class CostSample:
 
 def recent_cost_sql(workflow: str, since: datetime, limit: int) -> str:
     """The newest per-call costs of a workflow (events of one request; free calls left out)."""
-    return (f"SELECT cost_micros FROM {{db}}.usage_events WHERE workflow = {lit(workflow)} "
-            f"AND occurred_at >= {ts(since)} AND requests <= 1 AND unpriced = 0 AND cost_micros > 0 "
+    return (f"SELECT cost_nanos FROM {{db}}.usage_events WHERE workflow = {lit(workflow)} "
+            f"AND occurred_at >= {ts(since)} AND requests <= 1 AND unpriced = 0 AND cost_nanos > 0 "
             f"ORDER BY occurred_at DESC LIMIT {int(limit)}")
 
 
@@ -104,19 +104,19 @@ class Hold:
     workflow: str
     model: str
     provider: str
-    micros: int
+    nanos: int
     budgets: list[tuple[str, datetime]]  # (budget id, period start)
     created_at: datetime
     expires_at: datetime
     limits: dict[str, int] = field(default_factory=dict)
-    worst_micros: int | None = None
+    worst_nanos: int | None = None
     sized_by: str = "worst case"
 
     def as_json(self) -> dict:
-        worst = self.micros if self.worst_micros is None else self.worst_micros
+        worst = self.nanos if self.worst_nanos is None else self.worst_nanos
         return {"id": self.id, "workflow": self.workflow, "model": self.model, "provider": self.provider,
-                "estimate_micros": self.micros, "estimate_usd": str(from_micros(self.micros)),
-                "worst_case_usd": str(from_micros(worst)), "sized_by": self.sized_by,
+                "estimate_nanos": self.nanos, "estimate_usd": str(from_nanos(self.nanos)),
+                "worst_case_usd": str(from_nanos(worst)), "sized_by": self.sized_by,
                 "budgets": [b for b, _ in self.budgets], "expires_at": self.expires_at.isoformat()}
 
 
@@ -125,7 +125,7 @@ def _hard_limit(budget) -> int | None:
     lim = None
     for th in budget.thresholds:
         if th.basis == "actual" and any(a.block for a in th.actions):
-            t = th.trigger_micros(budget.amount_micros)
+            t = th.trigger_nanos(budget.amount_nanos)
             lim = t if lim is None else min(lim, t)
     return lim
 
@@ -158,7 +158,7 @@ class ReservationBook:
         return len(gone)
 
     def held(self, budget_id: str, period_start: datetime) -> int:
-        return sum(h.micros for h in self.holds.values() if (budget_id, period_start) in h.budgets)
+        return sum(h.nanos for h in self.holds.values() if (budget_id, period_start) in h.budgets)
 
     def estimate(self, workflow: str, model: str, provider: str, max_input: int, max_output: int,
                  tags: dict[str, str] | None = None, at: datetime | None = None) -> tuple[UsageEvent, int]:
@@ -170,7 +170,7 @@ class ReservationBook:
         if price.unpriced:
             raise InvalidEventError("unpriced", f"{provider}/{model} is not in the price catalogue; "
                                                 f"cannot estimate a reservation")
-        return ev, price.cost_micros
+        return ev, price.cost_nanos
 
     # --- the workflow's recent cost per call ---------------------------------------------------
     def sample(self, workflow: str, now: datetime | None = None) -> CostSample:
@@ -190,14 +190,14 @@ class ReservationBook:
             else:
                 s.values.clear()
                 for r in reversed(rows):
-                    s.add(int(r["cost_micros"]))
+                    s.add(int(r["cost_nanos"]))
         return s
 
-    def observe(self, workflow: str, cost_micros: int) -> None:
+    def observe(self, workflow: str, cost_nanos: int) -> None:
         """Runs on the pipeline thread: a settled call's cost joins the workflow's sample."""
         s = self.samples.get(workflow)
         if s is not None:  # a sample not read yet is seeded from the store, which has the call
-            s.add(cost_micros)
+            s.add(cost_nanos)
 
     def size(self, workflow: str, ev: UsageEvent, worst: int, sizing: str, now: datetime) -> tuple[int, str]:
         """(hold, how it was sized): min(worst, max(recent p99, the input alone)); see the module doc."""
@@ -210,7 +210,7 @@ class ReservationBook:
         if q >= worst:
             return worst, "worst case (below the recent p99)"
         floor = self.pipeline.processor.catalogue.price(ev.model_copy(update={
-            "tokens": Tokens(input=ev.tokens.input)})).cost_micros
+            "tokens": Tokens(input=ev.tokens.input)})).cost_nanos
         if floor >= q:
             return floor, "input tokens alone"
         return q, f"p{round(self.QUANTILE * 100)} of {len(s)} recent calls"
@@ -228,24 +228,24 @@ class ReservationBook:
         ev, worst = self.estimate(workflow, model, provider, max_input, max_output, tags, now)
         dims = as_dims(ev, proc.attributor.attribute(ev))
         matching = [(b, lim) for b in proc.ledger.matching(dims) if (lim := _hard_limit(b)) is not None]
-        micros, sized_by = self.size(workflow, ev, worst, sizing, now) if matching else (worst, "worst case")
+        nanos, sized_by = self.size(workflow, ev, worst, sizing, now) if matching else (worst, "worst case")
         keys, limits = [], {}
         for b, limit in matching:
             pt = proc.ledger.period(b, now)
             held = self.held(b.id, pt.start)
-            if pt.spend + held + micros > limit:
+            if pt.spend + held + nanos > limit:
                 self.refused += 1
-                text = (f"budget {b.id} {pt.key}: spent ${from_micros(pt.spend)} + held ${from_micros(held)} + "
-                        f"this call ${from_micros(micros)} ({sized_by}) would pass its hard limit "
-                        f"${from_micros(limit)}")
-                if pt.spend + micros > limit:
+                text = (f"budget {b.id} {pt.key}: spent ${from_nanos(pt.spend)} + held ${from_nanos(held)} + "
+                        f"this call ${from_nanos(nanos)} ({sized_by}) would pass its hard limit "
+                        f"${from_nanos(limit)}")
+                if pt.spend + nanos > limit:
                     raise Refused(text, BUDGET_EXCEEDED)
                 raise Refused(text + "; retry when calls in flight have settled", BUDGET_RESERVED,
                               RESERVED_RETRY_AFTER_S)
             keys.append((b.id, pt.start))
             limits[b.id] = limit
         ttl = timedelta(seconds=ttl_s) if ttl_s else self.ttl
-        hold = Hold(self.id_prefix + uuid.uuid4().hex, workflow, model, provider, micros, keys, now, now + ttl,
+        hold = Hold(self.id_prefix + uuid.uuid4().hex, workflow, model, provider, nanos, keys, now, now + ttl,
                     limits, worst, sized_by)
         self.holds[hold.id] = hold
         self.admitted += 1

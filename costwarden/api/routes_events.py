@@ -14,7 +14,7 @@ from costwarden.api.owner import route
 from costwarden.api.reservations import Refused
 from costwarden.errors import InvalidEventError
 from costwarden.events import UsageEvent
-from costwarden.money import from_micros, to_micros
+from costwarden.money import from_nanos, to_nanos
 
 router = APIRouter(prefix="/v1", tags=["usage"])
 
@@ -55,8 +55,8 @@ async def post_events(request: Request, who: Principal = Depends(need("usage:wri
     m = request.app.state.metrics.events
     for k in ("accepted", "duplicates", "rejected"):
         m.labels(k).inc(result[k])
-    cost = result.pop("cost_micros")  # None in distributed mode: the workers price the events
-    result["cost_usd"] = str(from_micros(cost)) if cost is not None else None
+    cost = result.pop("cost_nanos")  # None in distributed mode: the workers price the events
+    result["cost_usd"] = str(from_nanos(cost)) if cost is not None else None
     status = 422 if result["rejected"] == len(parsed.items) else 200
     return JSONResponse(result, status_code=status)
 
@@ -132,7 +132,7 @@ async def settle(hold_id: str, request: Request, response: Response,
     hold = book.holds.get(hold_id)  # a read: the hold's workflow, for the recent-cost sample
     out = await rt.settle(hold_id, item.event, item.raw, f"api:{who.name}")
     if hold is not None and out.get("cost_usd") is not None and out.get("accepted"):
-        cost = to_micros(out["cost_usd"])
+        cost = to_nanos(out["cost_usd"])
         rt.thread.submit(lambda: book.observe(hold.workflow, cost))  # no need to wait for it
     return out
 

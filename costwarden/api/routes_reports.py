@@ -5,7 +5,7 @@
     GET /v1/reconcile?period=2026-11[&threshold_pct=5]                      finance, admin
 
 The spend report is costwarden.finance.reports.finance_report (unit costs, the `unallocated` row,
-the TOTAL row whose `cost_micros` is the exact sum of the events'); money is exact decimal text.
+the TOTAL row whose `cost_nanos` is the exact sum of the events'); money is exact decimal text.
 """
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from costwarden.connectors import normalize, otlp_proto
 from costwarden.connectors.base import loads
 from costwarden.connectors.otlp import OtlpMapping
 from costwarden.errors import ConfigError
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 router = APIRouter(prefix="/v1", tags=["sources"])
 
@@ -77,8 +77,8 @@ async def _ingest(request: Request, rt, parsed: Parsed, source: str) -> dict:
     m = request.app.state.metrics.events
     for k in ("accepted", "duplicates", "rejected"):
         m.labels(k).inc(result[k])
-    cost = result.pop("cost_micros")  # None in distributed mode: the workers price the events
-    result["cost_usd"] = str(from_micros(cost)) if cost is not None else None
+    cost = result.pop("cost_nanos")  # None in distributed mode: the workers price the events
+    result["cost_usd"] = str(from_nanos(cost)) if cost is not None else None
     return result
 
 

@@ -9,7 +9,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from costwarden.api.auth import ROLES, Principal, create_token, token_hash
 from costwarden.api.deps import need, runtime
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.store import tokens as token_rows
 from costwarden.store.queries import AUDIT_SQL
 
@@ -19,10 +19,10 @@ BUDGET_AUDIT_SQL = "SELECT * FROM {db}.budget_audit ORDER BY at, seq"
 
 def _status_json(r: dict) -> dict:
     return {"budget": r["budget"], "name": r["name"], "period": r["period"],
-            "spend_usd": str(from_micros(r["spend_micros"])), "amount_usd": str(from_micros(r["amount_micros"])),
-            "pct_used": str(r["pct_used"]), "forecast_usd": str(from_micros(r["forecast_micros"])),
+            "spend_usd": str(from_nanos(r["spend_nanos"])), "amount_usd": str(from_nanos(r["amount_nanos"])),
+            "pct_used": str(r["pct_used"]), "forecast_usd": str(from_nanos(r["forecast_nanos"])),
             "state": r["state"], "period_end": r["period_end"].isoformat(),
-            "spend_micros": r["spend_micros"], "amount_micros": r["amount_micros"]}
+            "spend_nanos": r["spend_nanos"], "amount_nanos": r["amount_nanos"]}
 
 
 @router.get("/budgets", tags=["budgets"], summary="every budget: spend, % used, forecast, state")

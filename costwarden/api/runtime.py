@@ -19,7 +19,7 @@ from costwarden.api.decisions import DecisionCache, EmbeddedControlFeed
 from costwarden.api.reservations import ReservationBook
 from costwarden.budgets.controls import ControlChange
 from costwarden.embedded import BatchReport, EmbeddedPipeline
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 log = logging.getLogger("costwarden.api")
 T = TypeVar("T")
@@ -121,8 +121,8 @@ class EmbeddedRuntime:
             self.reservations.release(hold_id)         # ... then drop the hold: no instant undercounts
             return {"id": hold_id, "hold": "released" if hold else "expired_or_unknown",
                     "accepted": report.accepted, "duplicates": report.duplicates,
-                    "cost_usd": str(from_micros(report.cost_micros)),
-                    "estimate_usd": str(from_micros(hold.micros)) if hold else None}
+                    "cost_usd": str(from_nanos(report.cost_nanos)),
+                    "estimate_usd": str(from_nanos(hold.nanos)) if hold else None}
         return await self.thread.run(now)
 
     # --- jobs on the pipeline thread ---------------------------------------------------------
@@ -146,7 +146,7 @@ class EmbeddedRuntime:
             else:
                 results.append({"index": i.index, "event_id": i.event.event_id, "status": status})
         return {"accepted": report.accepted, "duplicates": report.duplicates, "rejected": sum(report.dead.values()),
-                "cost_micros": report.cost_micros,
+                "cost_nanos": report.cost_nanos,
                 "control_changes": [{"workflow": c.after.workflow, "state": c.after.state.value}
                                     for c in report.changes], "results": results}
 

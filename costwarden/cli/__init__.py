@@ -9,7 +9,7 @@ import click
 
 from costwarden.cli.common import emit, handle_errors, parse_period
 from costwarden.config import load_settings
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 
 @click.group()
@@ -97,7 +97,7 @@ def ingest(ctx, source, source_name, as_json):
     finally:
         p.close()
     summary = {"accepted": report.accepted, "duplicates": report.duplicates, "dead_lettered": dict(report.dead),
-               "cost_usd": str(from_micros(report.cost_micros)), "unpriced": unpriced,
+               "cost_usd": str(from_nanos(report.cost_nanos)), "unpriced": unpriced,
                "signals": [s.key for s in report.signals],
                "control_changes": [f"{c.after.workflow}:{c.after.state.value}" for c in report.changes]}
     _print_summary(summary, as_json)
@@ -158,7 +158,7 @@ def price(ctx, source):
         pr = cat.price(ev)
         unpriced += bool(pr.unpriced)
         row = event_row(ev, pr, attr.attribute(ev), datetime.now(timezone.utc))
-        row["cost_usd"] = str(from_micros(row["cost_micros"]))
+        row["cost_usd"] = str(from_nanos(row["cost_nanos"]))
         click.echo(json.dumps(row, default=str))
     if unpriced:
         click.echo(f"{unpriced} event(s) of a model not in the price catalogue: flagged `\"unpriced\": 1`, "

@@ -8,7 +8,7 @@ import click
 
 from costwarden import human
 from costwarden.cli.common import emit, handle_errors
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 
 @click.group()
@@ -72,9 +72,9 @@ def status(ctx, at, period, fmt):
         p = open_pipeline(ctx.find_root())
         rows = budget_status_as_of(p.store, p.budgets, when) if when is not None else p.status(now)
         for r in rows:
-            r["spend_usd"] = from_micros(r["spend_micros"])
-            r["amount_usd"] = from_micros(r["amount_micros"])
-            r["forecast_usd"] = from_micros(r["forecast_micros"])
+            r["spend_usd"] = from_nanos(r["spend_nanos"])
+            r["amount_usd"] = from_nanos(r["amount_nanos"])
+            r["forecast_usd"] = from_nanos(r["forecast_nanos"])
     emit(rows, fmt, ["budget", "period", "spend_usd", "amount_usd", "pct_used", "forecast_usd", "state"],
          title=f"budget status as of {human.when(when or now)}",
          empty="no budgets: pass --budgets FILE (before the command) or set budgets.budgets_file in costwarden.yaml")

@@ -11,7 +11,7 @@ import click
 
 from costwarden import human
 from costwarden.cli.common import emit, handle_errors
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 
 def just_before(t):
@@ -89,7 +89,7 @@ def tell(p, r, notifier, elapsed: float, project: Path) -> None:
     models, _ = spend_report(p.store, ["provider", "model"], start, end)
     for m in models:
         if m["unpriced_events"] and m["provider"] != "TOTAL":
-            charged = (f"charged {human.usd(m['cost_usd'])} by the pricing.unpriced policy" if m["cost_micros"]
+            charged = (f"charged {human.usd(m['cost_usd'])} by the pricing.unpriced policy" if m["cost_nanos"]
                        else "charged $0.00 (no pricing.unpriced policy applied)")
             click.echo(f"unpriced: {human.count(m['unpriced_events'])} events of {m['provider']}/{m['model']}, a "
                        f"model not in the price catalogue: flagged in every report, {charged}")
@@ -105,9 +105,9 @@ def tell(p, r, notifier, elapsed: float, project: Path) -> None:
     at = just_before(end)
     status = p.status(at)
     for s in status:
-        s["spend_usd"], s["amount_usd"], s["forecast_usd"] = (from_micros(s["spend_micros"]),
-                                                              from_micros(s["amount_micros"]),
-                                                              from_micros(s["forecast_micros"]))
+        s["spend_usd"], s["amount_usd"], s["forecast_usd"] = (from_nanos(s["spend_nanos"]),
+                                                              from_nanos(s["amount_nanos"]),
+                                                              from_nanos(s["forecast_nanos"]))
     emit(status, "table", ["budget", "period", "spend_usd", "amount_usd", "pct_used", "forecast_usd", "state"],
          title=f"budgets at the end of {label} ({human.when(at)})")
     over = [s for s in status if s["state"] == "over"]
@@ -124,7 +124,7 @@ def tell(p, r, notifier, elapsed: float, project: Path) -> None:
                f"threshold names" + (f" ({multi.budget.id} at {multi.threshold}: {' and '.join(channels[multi.key])})"
                                      if multi else ""))
     for x in sigs:
-        click.echo(f"  {human.when(x.at)}  {x.budget.id:<17} {_what(x):<22} spend {human.usd_micros(x.spend_micros):>10}"
+        click.echo(f"  {human.when(x.at)}  {x.budget.id:<17} {_what(x):<22} spend {human.usd_nanos(x.spend_nanos):>10}"
                    f"  -> {', '.join(channels[x.key]) or 'no channel'}")
     delivered = len(notifier.sent)
     click.echo(f"  ({human.plural(delivered, 'notification')} delivered; no alert channel is configured, so they "
@@ -135,8 +135,8 @@ def tell(p, r, notifier, elapsed: float, project: Path) -> None:
     if sample:
         click.echo("\nthe alert on-call received when the kill switch tripped:\n  " + sample.replace("\n", "\n  "))
 
-    total = sum(x["cost_micros"] for x in models if x["provider"] != "TOTAL")
-    click.echo(f"\ntotal {label}: {human.usd_micros(total)} (exact ${from_micros(total)}). "
+    total = sum(x["cost_nanos"] for x in models if x["provider"] != "TOTAL")
+    click.echo(f"\ntotal {label}: {human.usd_nanos(total)} (exact ${from_nanos(total)}). "
                f"The demo left a project in {project}/ (costwarden.yaml, budgets.yaml, rules.yaml, sample inputs, "
                f"data in .costwarden/); the README's commands work in it:\n"
                f"  cd {project}\n"
@@ -155,9 +155,9 @@ def runaway(p, r, sigs, channels) -> None:
     day1 = day0 + timedelta(days=1)
     gw = r.gateway.refused
     steps = [(x.at, (f"spike: spending over {x.threshold.removeprefix('spike x')}x its usual rate "
-                     f"({human.usd_micros(x.spend_micros)} so far that day)" if x.kind == "spike" else
-                     f"{x.kind} spend {human.usd_micros(x.spend_micros)}: {x.threshold} of its "
-                     f"{human.usd_micros(x.amount_micros)} daily budget") + f" -> alert to {', '.join(channels[x.key])}")
+                     f"({human.usd_nanos(x.spend_nanos)} so far that day)" if x.kind == "spike" else
+                     f"{x.kind} spend {human.usd_nanos(x.spend_nanos)}: {x.threshold} of its "
+                     f"{human.usd_nanos(x.amount_nanos)} daily budget") + f" -> alert to {', '.join(channels[x.key])}")
              for x in sigs if x.budget.id == "agent-loop-daily"]
     for c in r.report.changes:
         a = c.after
@@ -177,24 +177,24 @@ def runaway(p, r, sigs, channels) -> None:
         click.echo("  the gateway refused no call")
         return
     rows, _ = spend_report(p.store, ["workflow"], day0, day1)
-    spent = next((x["cost_micros"] for x in rows if x["workflow"] == "agent-loop"), 0)
+    spent = next((x["cost_nanos"] for x in rows if x["workflow"] == "agent-loop"), 0)
     calls_day, saved_day = gw.by_day.get(day0.date(), (0, 0))
     click.echo(f"  the gateway asked before every call and honoured the answers: {human.count(gw.calls)} calls "
                f"refused ({human.count(gw.throttled)} over the throttle's rate, {human.count(gw.blocked)} while "
                f"blocked)")
-    click.echo(f"  agent-loop on {day0:%Y-%m-%d}: {human.usd_micros(spent)} spent with costwarden, "
-               f"{human.usd_micros(spent + saved_day)} without it: {human.usd_micros(saved_day)} saved")
+    click.echo(f"  agent-loop on {day0:%Y-%m-%d}: {human.usd_nanos(spent)} spent with costwarden, "
+               f"{human.usd_nanos(spent + saved_day)} without it: {human.usd_nanos(saved_day)} saved")
     team = next((b for b in p.budgets.budgets if b.id == "team-research"), None)
     if team is not None:
         st = next(x for x in p.status(just_before(r.end)) if x["budget"] == "team-research")
-        without = st["spend_micros"] + gw.micros
-        click.echo(f"  research's month: {human.usd_micros(st['spend_micros'])} ({human.pct(st['pct_used'])} of "
-                   f"{human.usd_micros(st['amount_micros'])}); without costwarden {human.usd_micros(without)} "
-                   f"({human.pct(Decimal(without) * 100 / st['amount_micros'])})"
-                   + (": over budget" if without >= st["amount_micros"] else ""))
-    later = gw.micros - saved_day
+        without = st["spend_nanos"] + gw.nanos
+        click.echo(f"  research's month: {human.usd_nanos(st['spend_nanos'])} ({human.pct(st['pct_used'])} of "
+                   f"{human.usd_nanos(st['amount_nanos'])}); without costwarden {human.usd_nanos(without)} "
+                   f"({human.pct(Decimal(without) * 100 / st['amount_nanos'])})"
+                   + (": over budget" if without >= st["amount_nanos"] else ""))
+    later = gw.nanos - saved_day
     if later:
-        click.echo(f"  and {human.count(gw.calls - calls_day)} more calls ({human.usd_micros(later)}) refused while "
+        click.echo(f"  and {human.count(gw.calls - calls_day)} more calls ({human.usd_nanos(later)}) refused while "
                    f"the block was kept, to the month's end")
     now = gen.now_utc()
     for wf in ("agent-loop", "rag-answer"):

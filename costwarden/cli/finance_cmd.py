@@ -11,7 +11,7 @@ import click
 from costwarden import human
 from costwarden.cli.budgets_cmd import budgets
 from costwarden.cli.common import _jsonable, emit, handle_errors, parse_period
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 
 def _store(ctx: click.Context):
@@ -62,7 +62,7 @@ def report_finance(ctx, by, period, fmt, out, no_compare):
     s, store = _store(ctx)
     dims = [d.strip() for d in by.split(",") if d.strip()]
     rows, cols = finance_report(store, dims, start, end, compare=not no_compare)
-    if not (rows and rows[-1]["cost_micros"] or rows and rows[-1]["requests"]):
+    if not (rows and rows[-1]["cost_nanos"] or rows and rows[-1]["requests"]):
         click.echo(nothing_for(store, s.data_dir, period), err=True)
     if fmt == "html":
         from costwarden.embedded import load_budget_file
@@ -146,11 +146,11 @@ def reprice(ctx, from_, to, catalogue_file, dry_run, as_json):
                         f"{_ts(start)} AND occurred_at < {_ts(end)}")[0]["n"]
     with _progress("re-pricing", total, not as_json) as bar:
         res = run(store, cat, start, end, dry_run=dry_run, progress=bar.advance)
-    rows = [{"model": m, "team": t, "events": c.events, "old_usd": from_micros(c.old_micros),
-             "new_usd": from_micros(c.new_micros), "delta_usd": from_micros(c.new_micros - c.old_micros)}
-            for (m, t), c in sorted(res.by_model_team.items(), key=lambda kv: -abs(kv[1].new_micros - kv[1].old_micros))]
+    rows = [{"model": m, "team": t, "events": c.events, "old_usd": from_nanos(c.old_nanos),
+             "new_usd": from_nanos(c.new_nanos), "delta_usd": from_nanos(c.new_nanos - c.old_nanos)}
+            for (m, t), c in sorted(res.by_model_team.items(), key=lambda kv: -abs(kv[1].new_nanos - kv[1].old_nanos))]
     summary = {"catalogue": cat.version, "scanned": res.scanned, "changed": res.changed,
-               "delta_usd": str(from_micros(res.new_micros - res.old_micros)), "partitions": res.partitions,
+               "delta_usd": str(from_nanos(res.new_nanos - res.old_nanos)), "partitions": res.partitions,
                "dry_run": dry_run}
     if as_json:
         click.echo(json.dumps(summary | {"changes": [{k: str(v) if not isinstance(v, int) else v
@@ -160,7 +160,7 @@ def reprice(ctx, from_, to, catalogue_file, dry_run, as_json):
          empty="no stored event changes price with this catalogue")
     verb = "would switch" if dry_run else "switched"
     click.echo(f"catalogue {cat.version}: {res.scanned:,} events scanned, {res.changed:,} re-priced, "
-               f"change {human.usd_micros(res.new_micros - res.old_micros)}; {verb} partitions "
+               f"change {human.usd_nanos(res.new_nanos - res.old_nanos)}; {verb} partitions "
                f"{', '.join(map(str, res.partitions)) or 'none'}")
 
 
@@ -213,7 +213,7 @@ def forecast(ctx, at, fmt):
     rows = budget_forecasts(store, load_budget_file(s), when)
     for r in rows:
         for k in ("spend", "amount", "forecast", "linear_forecast"):
-            r[f"{k}_usd"] = from_micros(r[f"{k}_micros"])
+            r[f"{k}_usd"] = from_nanos(r[f"{k}_nanos"])
     emit(rows, fmt, ["budget", "period", "spend_usd", "amount_usd", "forecast_usd", "linear_forecast_usd",
                      "exhausted_at", "method"], title=f"budget forecasts as of {human.when(when)}",
          empty="no calendar budgets: pass --budgets FILE (before the command) or set budgets.budgets_file")

@@ -11,12 +11,12 @@ from urllib.parse import quote
 
 from costwarden.cli.remote import Remote, RemoteError
 from costwarden.errors import ConfigError, CostwardenError
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 BATCH_EVENTS = 500
 BATCH_BYTES = 1_000_000
 REPORT_COLUMNS = ["requests", "input_tokens", "cache_read_tokens", "output_tokens", "cost_usd",
-                  "cost_per_request_usd", "cost_micros", "unpriced_events"]
+                  "cost_per_request_usd", "cost_nanos", "unpriced_events"]
 _UNALLOCATED = "unallocated"
 
 
@@ -62,7 +62,7 @@ def ingest(api: Remote, lines: Iterable[bytes]) -> dict:
     max_bytes = max(1024, min(BATCH_BYTES, a.max_body_bytes // 2))
     accepted = duplicates = sent = 0
     dead: Counter = Counter()
-    cost = from_micros(0)
+    cost = from_nanos(0)
     changes: list[str] = []
     for body, bad in _batches(lines, max_events, max_bytes):
         try:
@@ -97,7 +97,7 @@ def report(api: Remote, by: list[str], period: str) -> tuple[list[dict], list[st
                                                      "compare": "false"})
     rows = r.json()["rows"]
     body = [x for x in rows if x.get(by[0]) != "TOTAL"]
-    body = [x for x in body if not (x.get("requests") == 0 and x.get("cost_micros") == 0
+    body = [x for x in body if not (x.get("requests") == 0 and x.get("cost_nanos") == 0
                                     and any(x.get(d) == _UNALLOCATED for d in by))]
     if not body:
         rows = []

@@ -9,7 +9,7 @@ import logging
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +50,9 @@ class WorkerMetrics:
         for pm, n in res.unpriced.items():
             provider, _, model = pm.partition("/")
             self.unpriced.labels(provider, model).inc(n)
-        if res.cost_micros:
+        if res.cost_nanos:
             # Prometheus samples are floats; the exact figure is in ClickHouse.
-            self.cost.inc(float(from_micros(res.cost_micros)))
+            self.cost.inc(float(from_nanos(res.cost_nanos)))
 
     def budget_committed(self, res) -> None:
         for s in res.signals:

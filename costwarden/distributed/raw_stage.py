@@ -82,7 +82,7 @@ class Result:
     replayed: int = 0    # of those, sent on again (not stored or counted again)
     dead_reasons: Counter = field(default_factory=Counter)
     unpriced: Counter = field(default_factory=Counter)
-    cost_micros: int = 0
+    cost_nanos: int = 0
 
 
 def raw_owner(topic: str, partition: int) -> str:
@@ -197,7 +197,7 @@ class RawStage:
         ticks: dict[tuple, dict] = {}
         rows = list(e.rows)
         for row, c in zip(e.rows, e.charges):
-            self._tick(ticks, c.dims, c.at, c.key, c.cost_micros)
+            self._tick(ticks, c.dims, c.at, c.key, c.cost_nanos)
         replayed = self._replayed.get(tp) or {}
         accepted = {r["event_id"] for r in rows}
         resent: list[dict] = []
@@ -210,7 +210,7 @@ class RawStage:
             if row is not None:  # stored by this partition's journal replay, never sent: ours
                 rows.append(row)
                 self._tick(ticks, _row_dims(row), row["occurred_at"], row["api_key_id"] or row["project_id"],
-                           row["cost_micros"])
+                           row["cost_nanos"])
                 continue
             # Stored before (maybe by a run whose sends were lost in a crash): send the row on
             # again and have stage 2 look at the budgets again with a zero-cost record.
@@ -219,7 +219,7 @@ class RawStage:
             at = ev.attribution
             self._tick(ticks, as_dims(ev, attributed), ev.occurred_at, at.api_key_id or at.project_id or "", 0)
         for r in rows:
-            part.cost_micros += r["cost_micros"]
+            part.cost_nanos += r["cost_nanos"]
             if r["unpriced"]:
                 part.unpriced[f"{r['provider']}/{r['model']}"] += 1
         dead = [d.row() for d in e.dead]
@@ -266,4 +266,4 @@ def _merge(res: Result, part: Result) -> None:
     res.replayed += part.replayed
     res.dead_reasons.update(part.dead_reasons)
     res.unpriced.update(part.unpriced)
-    res.cost_micros += part.cost_micros
+    res.cost_nanos += part.cost_nanos

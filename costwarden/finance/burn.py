@@ -9,7 +9,7 @@ from costwarden.budgets.model import BudgetFile
 from costwarden.budgets.periods import period_bounds, period_key
 from costwarden.finance.forecast import linear, project
 from costwarden.finance.queries import BudgetDailyQuery
-from costwarden.money import to_micros
+from costwarden.money import to_nanos
 from costwarden.store import Store
 from costwarden.store.queries import SpendSeedQuery
 
@@ -38,13 +38,13 @@ def budget_forecasts(store: Store, budgets: BudgetFile, now: datetime) -> list[d
         dims = _dims(r)
         for b in cal:
             if b.scope.matches(dims):
-                daily[b.id][r["day"].date()] += r["cost_micros"]
+                daily[b.id][r["day"].date()] += r["cost_nanos"]
     seeds = {s: store.query(SpendSeedQuery(s, now).to_sql()) for s in {s for s, _ in bounds.values()}}
     out = []
     for b in cal:
         start, end = bounds[b.id]
-        spend = sum(r["cost_micros"] for r in seeds[start] if b.scope.matches(_dims(r)))  # exact, [start, now)
-        amount = to_micros(b.amount)
+        spend = sum(r["cost_nanos"] for r in seeds[start] if b.scope.matches(_dims(r)))  # exact, [start, now)
+        amount = to_nanos(b.amount)
         complete = {d: v for d, v in daily[b.id].items() if d < now.date()}
         if rows:  # the store's history starts at its first day with any spend
             complete.setdefault(min(r["day"].date() for r in rows), 0)
@@ -53,9 +53,9 @@ def budget_forecasts(store: Store, budgets: BudgetFile, now: datetime) -> list[d
         if spend >= amount:  # already over: the day the running total crossed the amount
             exhausted = crossed_at(daily[b.id], amount, start, now)
         out.append({"budget": b.id, "name": b.name, "period": period_key(b.period, start, tz),
-                    "period_start": start, "period_end": end, "spend_micros": spend, "amount_micros": amount,
-                    "forecast_micros": p.forecast_micros,
-                    "linear_forecast_micros": linear(complete, spend, start, end, now),
+                    "period_start": start, "period_end": end, "spend_nanos": spend, "amount_nanos": amount,
+                    "forecast_nanos": p.forecast_nanos,
+                    "linear_forecast_nanos": linear(complete, spend, start, end, now),
                     "method": p.method, "exhausted_at": exhausted,
                     "daily": sorted((d, v) for d, v in daily[b.id].items() if d >= start.date())})
     return out

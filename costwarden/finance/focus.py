@@ -3,7 +3,7 @@ model, service tier, operation, team, workflow, cost centre, env, GPU type, cata
 
 Costs are the catalogue's list prices: BilledCost = EffectiveCost = ListCost = ContractedCost
 (costwarden knows no negotiated discounts), exact Decimal with 6 places; the BilledCost column
-sums to the events' cost to the micro-dollar. Timestamps are UTC. Custom columns carry the `x_`
+sums to the events' cost to the nano-dollar. Timestamps are UTC. Custom columns carry the `x_`
 prefix (token classes, requests, events, GPU hours, env, catalogue version, unpriced events).
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from costwarden.finance.queries import FocusQuery
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.store import Store
 
 MANDATORY = ("BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodStart",
@@ -87,7 +87,7 @@ def focus_row(r: dict, account_id: str, account_name: str) -> dict:
     else:
         consumed, unit = Decimal(r["requests"]), "Requests"
         sku = f"{provider}/{r['priced_model']}/{r['service_tier']}"
-    cost = from_micros(r["cost_micros"])
+    cost = from_nanos(r["cost_nanos"])
     what = r["priced_model"] or r["gpu_type"] or r["operation"]
     return {
         "BilledCost": cost, "BillingAccountId": account_id, "BillingAccountName": account_name,

@@ -27,7 +27,7 @@ DAY = timedelta(days=1)
 
 @dataclass(frozen=True)
 class Projection:
-    forecast_micros: int
+    forecast_nanos: int
     exhausted_at: datetime | None  # None: not within the period at this rate
     method: str
 
@@ -62,7 +62,7 @@ def _segments(now: datetime, end: datetime):
         t = nxt
 
 
-def project(daily: dict[date, int], spend_micros: int, amount_micros: int, period_start: datetime,
+def project(daily: dict[date, int], spend_nanos: int, amount_nanos: int, period_start: datetime,
             period_end: datetime, now: datetime) -> Projection:
     """Spend at period end and when `amount` runs out, from complete days before `now`'s day
     (`now` when it is already spent: burn.crossed_at finds when)."""
@@ -71,29 +71,29 @@ def project(daily: dict[date, int], spend_micros: int, amount_micros: int, perio
     first = min(daily) if daily else today
     known = [d for d in recent if d >= first]  # inside the history: a day without spend counts as 0
     if now >= period_end or not any(daily.get(d) for d in recent):
-        fc = linear(daily, spend_micros, period_start, period_end, now)
-        return Projection(fc, now if spend_micros >= amount_micros else None, LINEAR)
+        fc = linear(daily, spend_nanos, period_start, period_end, now)
+        return Projection(fc, now if spend_nanos >= amount_nanos else None, LINEAR)
     with localcontext() as ctx:
         ctx.prec = 50
         f = weekday_factors(daily, today)
         weight = sum(f[d.weekday()] for d in known) or Decimal(1)
         base = Decimal(sum(daily.get(d, 0) for d in known)) / weight
-        total = Decimal(spend_micros)
-        exhausted = now if spend_micros >= amount_micros else None
+        total = Decimal(spend_nanos)
+        exhausted = now if spend_nanos >= amount_nanos else None
         for a, b, wd, share in _segments(now, period_end):
             add = base * f[wd] * share
-            if exhausted is None and add > 0 and total + add >= amount_micros:
-                us = Decimal((b - a) // timedelta(microseconds=1)) * (amount_micros - total) / add
+            if exhausted is None and add > 0 and total + add >= amount_nanos:
+                us = Decimal((b - a) // timedelta(microseconds=1)) * (amount_nanos - total) / add
                 exhausted = a + timedelta(seconds=int(us // 1_000_000))
             total += add
         fc = int(total.quantize(Decimal(1), ROUND_HALF_EVEN))
     return Projection(fc, exhausted, SEASONAL)
 
 
-def linear(daily: dict[date, int], spend_micros: int, period_start: datetime, period_end: datetime,
+def linear(daily: dict[date, int], spend_nanos: int, period_start: datetime, period_end: datetime,
            now: datetime) -> int:
     """The ledger's method (recent window: the last complete day; none without one)."""
     yesterday = now.date() - DAY
     if yesterday in daily:
-        return forecast_period_end(spend_micros, period_start, period_end, now, daily[yesterday], 86_400)
-    return forecast_period_end(spend_micros, period_start, period_end, now)
+        return forecast_period_end(spend_nanos, period_start, period_end, now, daily[yesterday], 86_400)
+    return forecast_period_end(spend_nanos, period_start, period_end, now)

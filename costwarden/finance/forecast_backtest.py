@@ -1,7 +1,7 @@
 """Backtest of the forecast methods on synthetic daily spend whose answers are known.
 
 `synthetic_history` makes a daily series (weekday pattern, optional trend and seeded noise, whole
-micro-dollars); every calendar month of it is a period whose true total is known. At each cutoff
+nano-dollars); every calendar month of it is a period whose true total is known. At each cutoff
 day of a month (midnight UTC), both methods forecast the month's end from the days before the
 cutoff only; the absolute percentage error against the true total is averaged (MAPE).
 """
@@ -18,14 +18,14 @@ WORKWEEK = (Decimal("1.15"), Decimal("1.1"), Decimal("1.1"), Decimal("1.1"), Dec
             Decimal("0.45"), Decimal("0.4"))
 
 
-def synthetic_history(start: date, days: int, base_micros: int, weekday: tuple[Decimal, ...] = WORKWEEK,
+def synthetic_history(start: date, days: int, base_nanos: int, weekday: tuple[Decimal, ...] = WORKWEEK,
                       trend_per_day: Decimal = Decimal(0), noise: Decimal = Decimal(0),
                       seed: int = 7) -> dict[date, int]:
     rng = random.Random(seed)
     out = {}
     for i in range(days):
         d = start + timedelta(days=i)
-        level = Decimal(base_micros) * (1 + trend_per_day * i) * weekday[d.weekday()]
+        level = Decimal(base_nanos) * (1 + trend_per_day * i) * weekday[d.weekday()]
         if noise:
             level *= 1 + noise * (Decimal(rng.randint(-1000, 1000)) / 1000)
         out[d] = int(level)
@@ -62,7 +62,7 @@ def backtest(daily: dict[date, int], cutoffs: tuple[int, ...] = (8, 15, 22), min
                 spend = sum(v for d, v in past.items() if d >= m)
                 ps, pe = (datetime(x.year, x.month, x.day, tzinfo=timezone.utc) for x in (m, end))
                 now = datetime(cut.year, cut.month, cut.day, tzinfo=timezone.utc)
-                seasonal = project(past, spend, truth, ps, pe, now).forecast_micros
+                seasonal = project(past, spend, truth, ps, pe, now).forecast_nanos
                 lin = linear(past, spend, ps, pe, now)
                 bt.cases += 1
                 bt.ape["weekday-seasonal"].append(abs(Decimal(seasonal - truth)) * 100 / truth)

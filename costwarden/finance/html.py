@@ -17,7 +17,7 @@ from decimal import Decimal
 from html import escape
 
 from costwarden import human
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04", "#db2777",
            "#65a30d")
@@ -85,8 +85,8 @@ def nice_step(top: int, n: int = 4) -> int:
     return int(next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw))
 
 
-def _tick_usd(micros: int) -> str:
-    d = from_micros(micros)
+def _tick_usd(nanos: int) -> str:
+    d = from_nanos(nanos)
     return f"${d:,.0f}" if d >= 10 else (f"${d:,.2f}" if d >= Decimal("0.01") else f"${d.normalize():f}")
 
 
@@ -104,8 +104,8 @@ class Plot:
         span = (self.x1 - self.x0) or 1
         return round(self.left + (min(max(v, self.x0), self.x1) - self.x0) * (self.w - self.left - self.right) / span, 1)
 
-    def y(self, micros: int) -> float:
-        return round(self.h - self.bottom - micros * (self.h - self.bottom - self.top_pad) / self.ymax, 1)
+    def y(self, nanos: int) -> float:
+        return round(self.h - self.bottom - nanos * (self.h - self.bottom - self.top_pad) / self.ymax, 1)
 
     def axes(self, x_ticks: list[tuple[float, str]], y_label: str, x_label: str) -> str:
         out = []
@@ -162,7 +162,7 @@ def stacked_days(series: dict[str, dict[date, int]], days: list[date], colors: d
             y0, y1 = p.y(acc), p.y(acc + v)
             bars.append(f'<rect x="{round(p.x(i) - bw / 2, 1)}" y="{y1}" width="{round(bw, 1)}" '
                         f'height="{max(round(y0 - y1, 1), 0.5)}" fill="{colors[team]}"><title>{escape(team)} '
-                        f"{d.isoformat()}: {escape(human.usd_micros(v))}</title></rect>")
+                        f"{d.isoformat()}: {escape(human.usd_nanos(v))}</title></rect>")
             acc += v
     return p.svg("spend per day, all teams stacked",
                  p.axes(_day_ticks(days, 6), "USD per day", "day (UTC)") + "".join(bars))
@@ -174,7 +174,7 @@ def team_line(team: str, color: str, values: dict[date, int], days: list[date]) 
     pts = " ".join(f"{p.x(i)},{p.y(values.get(d, 0))}" for i, d in enumerate(days))
     area = f"{p.x(0)},{p.y(0)} {pts} {p.x(len(days) - 1)},{p.y(0)}"
     total = sum(values.values())
-    return (f"<figure><h3>{escape(team)}: {escape(human.usd_micros(total))}</h3>"
+    return (f"<figure><h3>{escape(team)}: {escape(human.usd_nanos(total))}</h3>"
             + p.svg(f"spend per day, {team}", p.axes(_day_ticks(days, 3), "USD per day", "day")
                     + f'<polygon points="{area}" fill="{color}" fill-opacity="0.12"/>'
                     f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{pts}"><title>{escape(team)}'
@@ -196,8 +196,8 @@ def burn_chart(b: dict) -> str:
         t = datetime(d.year, d.month, d.day, tzinfo=timezone.utc) + timedelta(days=1)
         pts.append((min(t, now).timestamp(), cum))
         peak = max(peak, cum)
-    pts.append((now.timestamp(), b["spend_micros"]))
-    top = max(b["amount_micros"], b["forecast_micros"], b["spend_micros"], peak)
+    pts.append((now.timestamp(), b["spend_nanos"]))
+    top = max(b["amount_nanos"], b["forecast_nanos"], b["spend_nanos"], peak)
     p = Plot(370, 220, t0, t1, top * 21 // 20, left=56, bottom=44)
     span = end - start
     if span <= timedelta(days=2):
@@ -209,17 +209,17 @@ def burn_chart(b: dict) -> str:
         ticks = [(t0, start.strftime(fmt)), ((t0 + t1) / 2, (start + span / 2).strftime(fmt)),
                  (t1, (end - timedelta(seconds=1)).strftime(fmt))]
     line = " ".join(f"{p.x(t)},{p.y(v)}" for t, v in pts)
-    ya = p.y(b["amount_micros"])
+    ya = p.y(b["amount_nanos"])
     body = (p.axes(ticks, "cumulative USD", "UTC" if fmt == "%H:%M" else "day")
             + f'<line x1="{p.left}" y1="{ya}" x2="{p.w - p.right}" y2="{ya}" stroke="#dc2626" stroke-width="1.5" '
-            f'stroke-dasharray="5 3"><title>budget {escape(human.usd_micros(b["amount_micros"]))}</title></line>'
+            f'stroke-dasharray="5 3"><title>budget {escape(human.usd_nanos(b["amount_nanos"]))}</title></line>'
             f'<text x="{p.left + 4}" y="{ya - 4}" fill="#dc2626">budget '
-            f'{escape(human.usd_micros(b["amount_micros"]))}</text>'
+            f'{escape(human.usd_nanos(b["amount_nanos"]))}</text>'
             f'<polyline fill="none" stroke="#2563eb" stroke-width="2" points="{line}"><title>spend</title></polyline>')
     if now < end:
-        body += (f'<line x1="{p.x(now.timestamp())}" y1="{p.y(b["spend_micros"])}" x2="{p.x(t1)}" '
-                 f'y2="{p.y(b["forecast_micros"])}" stroke="#9333ea" stroke-width="2" stroke-dasharray="6 4">'
-                 f'<title>forecast {escape(human.usd_micros(b["forecast_micros"]))}</title></line>')
+        body += (f'<line x1="{p.x(now.timestamp())}" y1="{p.y(b["spend_nanos"])}" x2="{p.x(t1)}" '
+                 f'y2="{p.y(b["forecast_nanos"])}" stroke="#9333ea" stroke-width="2" stroke-dasharray="6 4">'
+                 f'<title>forecast {escape(human.usd_nanos(b["forecast_nanos"]))}</title></line>')
     keys = [("spend", "#2563eb"), *([("forecast", "#9333ea")] if now < end else []), ("budget", "#dc2626")]
     body += (f'<g class="legend" transform="translate({p.left},{p.h - 6})">' + "".join(
         f'<rect x="{76 * i}" width="10" height="3" y="-4" fill="{c}"/><text x="{76 * i + 14}" y="0">{k}</text>'
@@ -257,7 +257,7 @@ def bar_chart(items: list[tuple[str, int]]) -> str:
                    f'<rect x="{p.left}" y="{y}" width="{max(xv(v) - p.left, 1)}" height="16" fill="#2563eb"/>'
                    f'<text x="{xv(v) + 6 if xv(v) < p.w - 90 else xv(v) - 6}" y="{y + 13}" '
                    f'text-anchor="{"start" if xv(v) < p.w - 90 else "end"}" '
-                   f'{"" if xv(v) < p.w - 90 else "fill=#fff "}>{escape(human.usd_micros(v))}</text>')
+                   f'{"" if xv(v) < p.w - 90 else "fill=#fff "}>{escape(human.usd_nanos(v))}</text>')
     out.append(f'<text class="axis-label" x="{p.w - p.right}" y="{h - 2}" text-anchor="end">USD in the period</text>'
                f'<text class="axis-label" x="4" y="{p.top_pad - 2}">team/workflow</text>')
     return p.svg("top workflows", "".join(out))
@@ -297,10 +297,10 @@ def render(title: str, start: datetime, end: datetime, team_rows: list[dict], te
             texts[(i, "previous_cost_usd")] = NO_EARLIER
             texts[(i, "change_pct")] = "—"
         elif compare and r.get("change_pct") is None:
-            texts[(i, "change_pct")] = "new" if r.get("cost_micros") else "—"
+            texts[(i, "change_pct")] = "new" if r.get("cost_nanos") else "—"
 
     # headline
-    cost = total.get("cost_micros", 0)
+    cost = total.get("cost_nanos", 0)
     if not compare:
         change = ("", "")
     elif not earlier:
@@ -310,16 +310,16 @@ def render(title: str, start: datetime, end: datetime, team_rows: list[dict], te
         change = (human.pct(total.get("change_pct"), signed=True) if total.get("change_pct") is not None else "—",
                   f"previous period {human.usd(prev)}")
     over = [b for b in budgets if b["state"] == "over"]
-    top_team = max(body_rows, key=lambda r: r.get("cost_micros", 0), default=None)
+    top_team = max(body_rows, key=lambda r: r.get("cost_nanos", 0), default=None)
     kpis = "".join([
-        _kpi("total spend", human.usd_micros(cost), f"{start:%Y-%m-%d} to {(end - timedelta(seconds=1)):%Y-%m-%d}",
+        _kpi("total spend", human.usd_nanos(cost), f"{start:%Y-%m-%d} to {(end - timedelta(seconds=1)):%Y-%m-%d}",
              "kpi-total"),
         _kpi("change", *change, kpi_id="kpi-change") if compare else "",
         _kpi("requests", human.count(total.get("requests", 0)),
              f"{human.usd(total.get('cost_per_request_usd'), unit=True)} per request (model calls)"
              if total.get("cost_per_request_usd") is not None else "no model calls"),
         _kpi("largest team", top_team["team"] if top_team else "—",
-             human.usd_micros(top_team["cost_micros"]) if top_team else ""),
+             human.usd_nanos(top_team["cost_nanos"]) if top_team else ""),
         _kpi("budgets over", f"{len(over)} of {len(budgets)}" if budgets else "no budgets",
              ", ".join(b["budget"] for b in over) or ("none over" if budgets else "pass --budgets FILE")),
     ])
@@ -327,7 +327,7 @@ def render(title: str, start: datetime, end: datetime, team_rows: list[dict], te
     # spend per day
     series: dict[str, dict[date, int]] = defaultdict(dict)
     for r in daily:
-        series[r["team"]][r["day"].date()] = series[r["team"]].get(r["day"].date(), 0) + r["cost_micros"]
+        series[r["team"]][r["day"].date()] = series[r["team"]].get(r["day"].date(), 0) + r["cost_nanos"]
     days = []
     d = start.date()
     while d < end.date() and len(days) < 400:
@@ -369,10 +369,10 @@ def render(title: str, start: datetime, end: datetime, team_rows: list[dict], te
            f'<p class="note">Forecast to period end — {methods}.</p>' if budgets else
            '<p id="no-budgets">No budgets: pass <code>--budgets FILE</code> or set '
            "<code>budgets.budgets_file</code> in costwarden.yaml.</p>")
-        + f"<h2>Top workflows</h2>{bar_chart([(r['team'] + '/' + r['workflow'], r['cost_micros']) for r in wf])}"
+        + f"<h2>Top workflows</h2>{bar_chart([(r['team'] + '/' + r['workflow'], r['cost_nanos']) for r in wf])}"
         f"{table(wf, ['team', 'workflow', 'requests', 'cost_usd', 'cost_per_request_usd'], 'workflows')}"
         f"<footer>Generated {escape(human.when(generated))} by costwarden from the stored usage. Exact amounts, to "
-        f"the micro-dollar: <code>costwarden report-finance --format csv</code>.</footer></main></body></html>")
+        f"the nano-dollar: <code>costwarden report-finance --format csv</code>.</footer></main></body></html>")
 
 
 def build(store, budgets, start: datetime, end: datetime, now: datetime, title: str) -> str:
@@ -390,11 +390,11 @@ def build(store, budgets, start: datetime, end: datetime, now: datetime, title: 
     fc = budget_forecasts(store, budgets, now) if budgets is not None else []
     for b in fc:
         for k in ("spend", "amount", "forecast", "linear_forecast"):
-            b[f"{k}_usd"] = from_micros(b[f"{k}_micros"])
-        b["pct_used"] = (Decimal(b["spend_micros"]) * 100 / Decimal(b["amount_micros"])).quantize(Decimal("0.1")) \
-            if b["amount_micros"] else None
-        b["state"] = ("over" if b["spend_micros"] >= b["amount_micros"] else
-                      "at-risk" if b["forecast_micros"] >= b["amount_micros"] else "ok")
+            b[f"{k}_usd"] = from_nanos(b[f"{k}_nanos"])
+        b["pct_used"] = (Decimal(b["spend_nanos"]) * 100 / Decimal(b["amount_nanos"])).quantize(Decimal("0.1")) \
+            if b["amount_nanos"] else None
+        b["state"] = ("over" if b["spend_nanos"] >= b["amount_nanos"] else
+                      "at-risk" if b["forecast_nanos"] >= b["amount_nanos"] else "ok")
     span = stored_days(store)
     earlier = span is not None and span[0] < start.date()
     return render(title, start, end, team_rows, team_cols, daily, fc, wf_rows, now, earlier)

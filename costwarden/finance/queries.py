@@ -36,7 +36,7 @@ class RunsQuery:
         sel = _dims(self.by)
         group = f" GROUP BY {', '.join(self.by)}" if self.by else ""
         head = ", ".join(sel) + ", " if sel else ""
-        return (f"SELECT {head}uniqExact(tags['run_id']) AS runs, sum(cost_micros) AS run_cost_micros "
+        return (f"SELECT {head}uniqExact(tags['run_id']) AS runs, sum(cost_nanos) AS run_cost_nanos "
                 f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} AND tags['run_id'] != ''"
                 f"{group}")
 
@@ -52,7 +52,7 @@ class DailyQuery:
     def to_sql(self) -> str:
         _dims(self.by)
         dims = "".join(f", {d}" for d in self.by)
-        return (f"SELECT bucket AS day{dims}, sum(cost_micros) AS cost_micros, sum(requests) AS requests "
+        return (f"SELECT bucket AS day{dims}, sum(cost_nanos) AS cost_nanos, sum(requests) AS requests "
                 f"FROM {{db}}.usage_rollup_day WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)} "
                 f"GROUP BY day{dims} ORDER BY day{dims}")
 
@@ -66,7 +66,7 @@ class BudgetDailyQuery:
 
     def to_sql(self) -> str:
         return ("SELECT toStartOfDay(occurred_at) AS day, team, workflow, cost_center, env, provider, model, "
-                "tags['org'] AS org, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL "
+                "tags['org'] AS org, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events FINAL "
                 f"WHERE {_range(self.start, self.end)} "
                 "GROUP BY day, team, workflow, cost_center, env, provider, model, org ORDER BY day")
 
@@ -90,7 +90,7 @@ class FocusQuery:
                 "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
                 "sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
                 "sum(reasoning_tokens) AS reasoning_tokens, sum(toDecimal128(gpu_hours, 9)) AS gpu_hours, "
-                "sum(cost_micros) AS cost_micros, sum(unpriced) AS unpriced_events "
+                "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced_events "
                 f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} "
                 f"GROUP BY {keys} ORDER BY {keys}")
 
@@ -104,5 +104,5 @@ class ReplayQuery:
 
     def to_sql(self) -> str:
         return ("SELECT event_id, occurred_at, team, workflow, cost_center, env, provider, model, "
-                "tags['org'] AS org, if(api_key_id != '', api_key_id, project_id) AS key, requests, cost_micros "
+                "tags['org'] AS org, if(api_key_id != '', api_key_id, project_id) AS key, requests, cost_nanos "
                 f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} ORDER BY occurred_at, event_id")

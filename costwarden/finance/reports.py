@@ -12,15 +12,15 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from costwarden.errors import CostwardenError
 from costwarden.finance.queries import RunsQuery
-from costwarden.money import from_micros
+from costwarden.money import from_nanos
 from costwarden.reports import TOKEN_COLS, spend_report
 from costwarden.store import Store
 from costwarden.streams.attribution import UNALLOCATED
 
 ALLOCATION_DIMS = ("team", "workflow", "cost_center")
-_MICRO = Decimal("0.000001")
+_NANO = Decimal("0.000000001")
 COLUMNS_AFTER_DIMS = ["requests", *TOKEN_COLS, "cost_usd", "cost_per_request_usd", "cost_per_1k_requests_usd",
-                      "runs", "cost_per_run_usd", "previous_cost_usd", "change_pct", "cost_micros",
+                      "runs", "cost_per_run_usd", "previous_cost_usd", "change_pct", "cost_nanos",
                       "unpriced_events"]
 
 
@@ -38,17 +38,17 @@ def _key(r: dict, by: list[str]) -> tuple:
     return tuple(r.get(d) for d in by)
 
 
-def _per(micros: int, n: int, scale: int = 1) -> Decimal | None:
+def _per(nanos: int, n: int, scale: int = 1) -> Decimal | None:
     if not n:
         return None
-    return (Decimal(micros) * scale / Decimal(n) / 1_000_000).quantize(_MICRO, ROUND_HALF_EVEN)
+    return (Decimal(nanos) * scale / Decimal(n) / 1_000_000_000).quantize(_NANO, ROUND_HALF_EVEN)
 
 
 def _zero_row(by: list[str]) -> dict:
     r = {d: (UNALLOCATED if d in ALLOCATION_DIMS else "") for d in by}
-    for m in ["events", "requests", *TOKEN_COLS, "cost_micros", "unpriced_events"]:
+    for m in ["events", "requests", *TOKEN_COLS, "cost_nanos", "unpriced_events"]:
         r[m] = 0
-    r["cost_usd"] = from_micros(0)
+    r["cost_usd"] = from_nanos(0)
     r["cost_per_request_usd"] = None
     return r
 
@@ -56,7 +56,7 @@ def _zero_row(by: list[str]) -> dict:
 def finance_report(store: Store, by: list[str], start: datetime, end: datetime,
                    compare: bool = True) -> tuple[list[dict], list[str]]:
     """Rows (the last one TOTAL) and columns. Every money column is exact Decimal USD;
-    `cost_micros` is the exact integer the TOTAL row sums."""
+    `cost_nanos` is the exact integer the TOTAL row sums."""
     if not by:
         raise CostwardenError("a finance report needs at least one dimension (--by)")
     rows, _ = spend_report(store, by, start, end)
@@ -74,22 +74,22 @@ def finance_report(store: Store, by: list[str], start: datetime, end: datetime,
         ps, pe = previous_period(start, end)
         prev_rows, _ = spend_report(store, by, ps, pe)
         for r in prev_rows:
-            prev[_key(r, by)] = r["cost_micros"]
-        prev_total = sum(r["cost_micros"] for r in prev_rows if not (by and r.get(by[0]) == "TOTAL"))
+            prev[_key(r, by)] = r["cost_nanos"]
+        prev_total = sum(r["cost_nanos"] for r in prev_rows if not (by and r.get(by[0]) == "TOTAL"))
     out = []
     for r in [*body, total]:
         is_total = r is total
         run = runs.get(_key(r, by)) if not is_total else {
             "runs": sum(x["runs"] for x in runs.values()),
-            "run_cost_micros": sum(x["run_cost_micros"] for x in runs.values())}
+            "run_cost_nanos": sum(x["run_cost_nanos"] for x in runs.values())}
         # unit costs over the spend of rows with requests (the TOTAL row: not GPU hours over model calls)
-        r["cost_per_1k_requests_usd"] = _per(r.get("request_cost_micros", r["cost_micros"]), r["requests"], 1000)
+        r["cost_per_1k_requests_usd"] = _per(r.get("request_cost_nanos", r["cost_nanos"]), r["requests"], 1000)
         r["runs"] = run["runs"] if run else 0
-        r["cost_per_run_usd"] = _per(run["run_cost_micros"], run["runs"]) if run else None
+        r["cost_per_run_usd"] = _per(run["run_cost_nanos"], run["runs"]) if run else None
         if compare:
             p = prev_total if is_total else prev.get(_key(r, by), 0)
-            r["previous_cost_usd"] = from_micros(p)
-            r["change_pct"] = ((Decimal(r["cost_micros"] - p) * 100 / Decimal(p)).quantize(Decimal("0.1"))
+            r["previous_cost_usd"] = from_nanos(p)
+            r["change_pct"] = ((Decimal(r["cost_nanos"] - p) * 100 / Decimal(p)).quantize(Decimal("0.1"))
                                if p else None)
         out.append(r)
     columns = [*by, *COLUMNS_AFTER_DIMS]

@@ -41,7 +41,7 @@ _ROLLUP_SELECT = (
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
     "sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
     "sum(reasoning_tokens) AS reasoning_tokens, sum(toDecimal128(gpu_hours, 9)) AS gpu_hours, "
-    "sum(cost_micros) AS cost_micros, sum(unpriced) AS unpriced_events "
+    "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced_events "
     "FROM {{db}}.{src} FINAL GROUP BY bucket, team, workflow, cost_center, env, provider, model")
 STAGE = "reprice_stage_"
 
@@ -49,23 +49,23 @@ STAGE = "reprice_stage_"
 @dataclass
 class Change:
     events: int = 0
-    old_micros: int = 0
-    new_micros: int = 0
+    old_nanos: int = 0
+    new_nanos: int = 0
 
 
 @dataclass
 class RepriceResult:
     scanned: int = 0
     changed: int = 0
-    old_micros: int = 0  # of the changed events
-    new_micros: int = 0
+    old_nanos: int = 0  # of the changed events
+    new_nanos: int = 0
     by_model_team: dict[tuple[str, str], Change] = field(default_factory=lambda: defaultdict(Change))
     partitions: list[str] = field(default_factory=list)  # switched (or, dry run, that would be)
 
 
 PRICE_COLUMNS = ("event_id, occurred_at, source, provider, model, requests, service_tier, input_tokens, "
                  "cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, "
-                 "gpu_hours, gpu_type, tags, team, cost_micros, unpriced, priced_model")
+                 "gpu_hours, gpu_type, tags, team, cost_nanos, unpriced, priced_model")
 
 
 def event_from_row(r: dict) -> UsageEvent:
@@ -123,17 +123,17 @@ def _reprice_rows(store: Store, rows: list[dict], pricer: Pricer, res: RepriceRe
     for r in rows:
         res.scanned += 1
         p = pricer.price(event_from_row(r))
-        if (p.cost_micros, bool(p.unpriced), p.priced_model) == (r["cost_micros"], bool(r["unpriced"]),
+        if (p.cost_nanos, bool(p.unpriced), p.priced_model) == (r["cost_nanos"], bool(r["unpriced"]),
                                                                  r["priced_model"]):
             continue
         res.changed += 1
-        res.old_micros += r["cost_micros"]
-        res.new_micros += p.cost_micros
+        res.old_nanos += r["cost_nanos"]
+        res.new_nanos += p.cost_nanos
         c = res.by_model_team[(p.priced_model, r["team"])]
         c.events += 1
-        c.old_micros += r["cost_micros"]
-        c.new_micros += p.cost_micros
-        new[r["event_id"]] = {"cost_micros": p.cost_micros, "unpriced": int(p.unpriced),
+        c.old_nanos += r["cost_nanos"]
+        c.new_nanos += p.cost_nanos
+        new[r["event_id"]] = {"cost_nanos": p.cost_nanos, "unpriced": int(p.unpriced),
                               "priced_model": p.priced_model, "catalogue_version": p.catalogue_version}
     out = []
     ids = list(new)

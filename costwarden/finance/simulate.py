@@ -31,8 +31,8 @@ class Fired:
     period: str
     threshold: str  # "80%", "100%", "spike x5"
     kind: str  # actual | forecast | spike
-    spend_micros: int
-    forecast_micros: int
+    spend_nanos: int
+    forecast_nanos: int
 
 
 @dataclass
@@ -48,18 +48,18 @@ class Tripped:
 @dataclass
 class BudgetOutcome:
     budget_id: str
-    amount_micros: int
+    amount_nanos: int
     fired: list[Fired] = field(default_factory=list)
     tripped: list[Tripped] = field(default_factory=list)
-    refused_block_micros: int = 0
-    refused_throttle_micros: int = 0
+    refused_block_nanos: int = 0
+    refused_throttle_nanos: int = 0
     refused_events: int = 0
     refused_by_workflow: Counter = field(default_factory=Counter)
-    charged_micros: int = 0
+    charged_nanos: int = 0
 
     @property
-    def refused_micros(self) -> int:
-        return self.refused_block_micros + self.refused_throttle_micros
+    def refused_nanos(self) -> int:
+        return self.refused_block_nanos + self.refused_throttle_nanos
 
 
 @dataclass
@@ -67,8 +67,8 @@ class Simulation:
     start: datetime
     end: datetime
     events: int = 0
-    spend_micros: int = 0  # spend as it happened (all replayed events)
-    refused_micros: int = 0
+    spend_nanos: int = 0  # spend as it happened (all replayed events)
+    refused_nanos: int = 0
     budgets: dict[str, BudgetOutcome] = field(default_factory=dict)
 
 
@@ -112,9 +112,9 @@ def simulate(store: Store, budgets: BudgetFile, start: datetime, end: datetime,
 
 def _replay(r: dict, ledger: BudgetLedger, controls: ControlBook, sim: Simulation,
             minute_count: "_MinuteWindow") -> None:
-    at, wf, cost = r["occurred_at"], r["workflow"], r["cost_micros"]
+    at, wf, cost = r["occurred_at"], r["workflow"], r["cost_nanos"]
     sim.events += 1
-    sim.spend_micros += cost
+    sim.spend_nanos += cost
     d = controls.check(wf, at)
     refused = None
     if d.action is State.block:
@@ -123,13 +123,13 @@ def _replay(r: dict, ledger: BudgetLedger, controls: ControlBook, sim: Simulatio
         if d.rate_per_min is not None and minute_count.take(wf, at, max(r["requests"], 1)) > d.rate_per_min:
             refused = "throttle"
     if refused:
-        sim.refused_micros += cost
+        sim.refused_nanos += cost
         o = sim.budgets.get(d.budget_id)
         if o is not None:
             if refused == "block":
-                o.refused_block_micros += cost
+                o.refused_block_nanos += cost
             else:
-                o.refused_throttle_micros += cost
+                o.refused_throttle_nanos += cost
             o.refused_events += 1
             o.refused_by_workflow[wf] += cost
         return
@@ -139,11 +139,11 @@ def _replay(r: dict, ledger: BudgetLedger, controls: ControlBook, sim: Simulatio
         o = sim.budgets[budget.id]
         if signal is not None:
             o.fired.append(Fired(signal.at, signal.period_label, signal.threshold, signal.kind,
-                                 signal.spend_micros, signal.forecast_micros))
+                                 signal.spend_nanos, signal.forecast_nanos))
         for th_id, action in pt.control_actions:
             _control(controls, o, wf, action, budget, pt, th_id, at)
     for b in ledger.matching(dims):
-        sim.budgets[b.id].charged_micros += cost
+        sim.budgets[b.id].charged_nanos += cost
 
 
 def _control(controls: ControlBook, o: BudgetOutcome, workflow: str, action, budget, pt, th_id: str,

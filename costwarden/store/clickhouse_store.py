@@ -144,7 +144,7 @@ def _message(e: Exception) -> str:
 
 def _to_insert_value(v: Any) -> Any:
     if isinstance(v, float):
-        raise TypeError("float values are not stored; use int micros or Decimal")
+        raise TypeError("float values are not stored; use int nanos or Decimal")
     if isinstance(v, datetime):
         if v.tzinfo is None:
             raise ValueError("naive datetime")

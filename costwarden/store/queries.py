@@ -19,7 +19,7 @@ def ts(d: datetime) -> str:
 
 REPORT_DIMS = ("team", "workflow", "cost_center", "env", "provider", "model")
 MEASURES = ("events", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_micros", "unpriced_events")
+            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos", "unpriced_events")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class ReportQuery:
             raise CostwardenError(f"unknown granularity {self.granularity!r}")
         dims = ", ".join(self.by)
         sums = ", ".join(f"sum({m}) AS {m}" for m in MEASURES)
-        group = f" GROUP BY {dims} ORDER BY cost_micros DESC, {dims}" if self.by else ""
+        group = f" GROUP BY {dims} ORDER BY cost_nanos DESC, {dims}" if self.by else ""
         select = f"{dims}, {sums}" if self.by else sums
         return (f"SELECT {select} FROM {{db}}.usage_rollup_{self.granularity} "
                 f"WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)}{group}")
@@ -69,18 +69,18 @@ class SpendSeedQuery:
         h0, h1 = _hour_ceil(self.start), _hour_floor(self.end)
         parts = []
         if h0 < h1:
-            parts.append(f"SELECT {dims}, cost_micros FROM {{db}}.budget_rollup_hour "
+            parts.append(f"SELECT {dims}, cost_nanos FROM {{db}}.budget_rollup_hour "
                          f"WHERE bucket >= {ts(h0)} AND bucket < {ts(h1)}")
             edges = [(self.start, h0), (h1, self.end)]
         else:
             edges = [(self.start, self.end)]
         for a, b in edges:
             if a < b:
-                parts.append(f"SELECT {dims}, cost_micros FROM {{db}}.budget_rollup_minute "
+                parts.append(f"SELECT {dims}, cost_nanos FROM {{db}}.budget_rollup_minute "
                              f"WHERE bucket >= {ts(a)} AND bucket < {ts(b)}")
         if not parts:
-            return f"SELECT {dims}, toInt64(0) AS cost_micros FROM {{db}}.budget_rollup_hour WHERE 0"
-        return (f"SELECT {dims}, sum(cost_micros) AS cost_micros FROM ({' UNION ALL '.join(parts)}) "
+            return f"SELECT {dims}, toInt64(0) AS cost_nanos FROM {{db}}.budget_rollup_hour WHERE 0"
+        return (f"SELECT {dims}, sum(cost_nanos) AS cost_nanos FROM ({' UNION ALL '.join(parts)}) "
                 f"GROUP BY {dims}")
 
 
@@ -92,7 +92,7 @@ class MinuteSpendQuery:
     end: datetime
 
     def to_sql(self) -> str:
-        return ("SELECT bucket, org, team, workflow, cost_center, env, provider, model, sum(cost_micros) AS cost_micros "
+        return ("SELECT bucket, org, team, workflow, cost_center, env, provider, model, sum(cost_nanos) AS cost_nanos "
                 f"FROM {{db}}.budget_rollup_minute WHERE bucket >= {ts(self.start)} AND bucket < {ts(self.end)} "
                 "GROUP BY bucket, org, team, workflow, cost_center, env, provider, model ORDER BY bucket")
 
@@ -126,4 +126,4 @@ def known_ids_queries(ids: Iterable[str], chunk: int = 5000) -> list[KnownIdsQue
 CONTROLS_SQL = "SELECT * FROM {db}.controls FINAL ORDER BY workflow"
 AUDIT_SQL = "SELECT * FROM {db}.control_audit ORDER BY at, seq"
 FIRED_KEYS_SQL = "SELECT DISTINCT key FROM {db}.budget_events"
-TOTALS_SQL = "SELECT count() AS events, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL"
+TOTALS_SQL = "SELECT count() AS events, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events FINAL"

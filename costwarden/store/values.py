@@ -18,7 +18,7 @@ def to_json_value(v: Any) -> Any:
     if isinstance(v, bool):
         return int(v)
     if isinstance(v, float):
-        raise TypeError("float values are not stored; use int micros or Decimal")
+        raise TypeError("float values are not stored; use int nanos or Decimal")
     return v
 
 

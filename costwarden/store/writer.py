@@ -122,6 +122,7 @@ class CommitWriter:
             raise _retryable(e) from e
         self.pending = False
         for c in entries:
+            _upgrade(c)
             try:
                 self.apply(c)
             except Exception as e:
@@ -136,6 +137,15 @@ class CommitWriter:
     def write(self, table: str, rows: Sequence[Row]) -> None:
         """A single-table change outside a batch (a person's control change): its own commit."""
         self.commit(Commit.form({table: rows}))
+
+
+def _upgrade(c: Commit) -> None:
+    """A commit journalled before schema v7 names money `*_micros`: the same amounts in nanos."""
+    for _, rows, _ in c.blocks:
+        for r in rows:
+            for k in [k for k in r if k.endswith("_micros")]:
+                v = r.pop(k)
+                r[k[:-len("_micros")] + "_nanos"] = v * 1000 if isinstance(v, int) else v
 
 
 def _retryable(e: Exception) -> StoreError:

@@ -94,8 +94,8 @@ def sample_alert(**over):
     base = dict(
         key="search-monthly:2026-11:80%", budget_id="search-monthly", budget_name="Search team monthly",
         scope="team=search", period_label="2026-11", period_end=datetime(2026, 12, 1, tzinfo=timezone.utc),
-        kind="actual", threshold="80%", spend_micros=8_234_560_000, amount_micros=10_000_000_000,
-        forecast_micros=11_200_000_000,
+        kind="actual", threshold="80%", spend_nanos=8_234_560_000, amount_nanos=10_000_000_000,
+        forecast_nanos=11_200_000_000,
         top_contributors=[("model", "gpt-4o", 2_000_000_000), ("workflow", "rag-answer", 5_100_000_000),
                           ("api_key", "key-ci", 900_000_000), ("workflow", "summarise", 1_500_000_000)],
         action="throttled rag-answer to 60 req/min",

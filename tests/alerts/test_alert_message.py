@@ -37,7 +37,7 @@ def test_forecast_and_spike_titles(make_alert):
 
 
 def test_notify_only_without_release_hint_and_no_forecast(make_alert):
-    _, body = format_alert(make_alert(action="notify only", release_hint="", forecast_micros=None, top_contributors=[]))
+    _, body = format_alert(make_alert(action="notify only", release_hint="", forecast_nanos=None, top_contributors=[]))
     assert "Action taken: notify only" in body
     assert "To release" not in body
     assert "Forecast at period end: not available" in body
@@ -58,4 +58,4 @@ def test_invalid_alerts_are_refused(make_alert):
     with pytest.raises(ValueError):
         make_alert(period_end=datetime(2026, 12, 1))
     with pytest.raises(TypeError):
-        make_alert(spend_micros=1.5)
+        make_alert(spend_nanos=1.5)

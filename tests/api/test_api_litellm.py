@@ -49,9 +49,9 @@ def test_litellm_calls_are_reported_and_a_tripped_budget_stops_the_next_call(api
     assert cb.reported == 1 and not cb.rejects
     assert guard.flush(10)
     rows = api.runtime.thread.call(lambda: api.runtime.store.query(
-        "SELECT workflow, team, tags['cost_center'] AS cc, source, cost_micros FROM {db}.usage_events"))
+        "SELECT workflow, team, tags['cost_center'] AS cc, source, cost_nanos FROM {db}.usage_events"))
     assert rows and rows[0]["workflow"] == "lite-agent" and rows[0]["team"] == "agents"
-    assert rows[0]["cc"] == "cc-7" and rows[0]["source"] == "litellm" and rows[0]["cost_micros"] > 0
+    assert rows[0]["cc"] == "cc-7" and rows[0]["source"] == "litellm" and rows[0]["cost_nanos"] > 0
     deadline = time.monotonic() + 5
     while guard.check("lite-agent").allowed and time.monotonic() < deadline:
         time.sleep(0.02)

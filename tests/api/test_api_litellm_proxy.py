@@ -94,7 +94,7 @@ class Hits(CustomLogger):
 counter = Hits()
 '''
 
-MOCK_COST_MICROS = 14  # the mock's usage, 10 prompt + 20 completion tokens of gpt-4o-mini: $0.0000135, rounded
+MOCK_COST_NANOS = 14  # the mock's usage, 10 prompt + 20 completion tokens of gpt-4o-mini: $0.0000135, rounded
 
 
 class Proxy:
@@ -191,11 +191,11 @@ def chat(c, workflow: str, model: str = "gpt-4o-mini", max_tokens: int = 256):
                                      max_tokens=max_tokens, extra_body={"metadata": {"tags": [f"workflow:{workflow}"]}})
 
 
-def spent_micros(stack, workflow: str) -> int:
+def spent_nanos(stack, workflow: str) -> int:
     rt = stack["rt"]
     start = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     rows = rt.thread.call(lambda: rt.store.query(
-        f"SELECT sum(cost_micros) AS c, count() AS n FROM {{db}}.usage_events FINAL WHERE workflow = '{workflow}' "
+        f"SELECT sum(cost_nanos) AS c, count() AS n FROM {{db}}.usage_events FINAL WHERE workflow = '{workflow}' "
         f"AND occurred_at >= toDateTime64('{start:%Y-%m-%d %H:%M:%S}', 3, 'UTC')"))
     return int(rows[0]["c"] or 0)
 
@@ -252,11 +252,11 @@ def test_reserve_then_settle_bounds_a_hard_budget_under_16_threads(stack):
     assert not errors, errors[:3]
     admitted = outcomes["ok"]
     wait_for(lambda: open_holds(stack, "burst") == 0, 15, "every hold settled")
-    wait_for(lambda: spent_micros(stack, "burst") >= admitted * MOCK_COST_MICROS, 15, "the settled usage stored")
-    spent = spent_micros(stack, "burst")
+    wait_for(lambda: spent_nanos(stack, "burst") >= admitted * MOCK_COST_NANOS, 15, "the settled usage stored")
+    spent = spent_nanos(stack, "burst")
     print(f"\nreserve through the proxy, 16 threads: {dict(outcomes)}; spent {spent} µ$ of 200")
     assert set(outcomes) <= {"ok", "402 budget_exceeded", "429 budget_reserved"}, outcomes
-    assert spent == admitted * MOCK_COST_MICROS  # every admitted call settled, once
+    assert spent == admitted * MOCK_COST_NANOS  # every admitted call settled, once
     assert spent <= 200  # holds at the p99 of a constant cost: no call costs more than its hold
     assert admitted >= 12, outcomes  # worst-case holds (~155 µ$) would have admitted 4 at most
     assert outcomes["402 budget_exceeded"] == 16  # then every thread was told, once, not to retry
@@ -353,4 +353,4 @@ def test_a_failed_call_releases_its_hold(stack):
         chat(c, "flaky", model="broken")
     wait_for(lambda: open_holds(stack, "flaky") == 0, 10, "the hold released")
     assert chat(c, "flaky").choices[0].message.content == "hi there"
-    wait_for(lambda: open_holds(stack, "flaky") == 0 and spent_micros(stack, "flaky") > 0, 10, "the settle")
+    wait_for(lambda: open_holds(stack, "flaky") == 0 and spent_nanos(stack, "flaky") > 0, 10, "the settle")

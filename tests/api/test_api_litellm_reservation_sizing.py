@@ -95,9 +95,9 @@ def test_the_recent_cost_query_and_the_quantile():
     from costwarden.api.reservations import CostSample, recent_cost_sql
 
     sql = recent_cost_sql("o'brien", datetime(2026, 11, 1, tzinfo=timezone.utc), 256)
-    assert sql == ("SELECT cost_micros FROM {db}.usage_events WHERE workflow = 'o\\'brien' AND occurred_at >= "
+    assert sql == ("SELECT cost_nanos FROM {db}.usage_events WHERE workflow = 'o\\'brien' AND occurred_at >= "
                    "toDateTime64('2026-11-01 00:00:00.000', 3, 'UTC') AND requests <= 1 AND unpriced = 0 AND "
-                   "cost_micros > 0 ORDER BY occurred_at DESC LIMIT 256")
+                   "cost_nanos > 0 ORDER BY occurred_at DESC LIMIT 256")
     s = CostSample(200)
     for v in [10] * 98 + [50, 900]:
         s.add(v)

@@ -57,7 +57,7 @@ def call(cond, **kw):
 
 def spent(api, workflow):
     rows = api.runtime.thread.call(lambda: api.runtime.store.query(
-        f"SELECT count() AS n, sum(cost_micros) AS c FROM {{db}}.usage_events WHERE workflow = '{workflow}'"))
+        f"SELECT count() AS n, sum(cost_nanos) AS c FROM {{db}}.usage_events WHERE workflow = '{workflow}'"))
     return int(rows[0]["n"]), int(rows[0]["c"] or 0)
 
 

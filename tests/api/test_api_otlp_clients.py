@@ -35,7 +35,7 @@ PB = "application/x-protobuf"
 # every span starts on 2025-06-15 12:00 UTC (+ n ms): one report period whatever the time zone
 T0 = int(datetime(2025, 6, 15, 12, tzinfo=timezone.utc).timestamp() * 1e9)
 PERIOD = "2025-06"
-GPT_MICROS, CLAUDE_MICROS = 7545, 24075  # the costs of the two GenAI calls below (see test_api_sources.py)
+GPT_NANOS, CLAUDE_NANOS = 7545, 24075  # the costs of the two GenAI calls below (see test_api_sources.py)
 
 
 class RecordingSession(requests.Session):
@@ -124,7 +124,7 @@ def rows(api, sql: str) -> list[dict]:
 
 def events(api, workflow: str) -> dict[str, dict]:
     got = rows(api, "SELECT event_id, model, team, input_tokens, cache_read_tokens, cache_write_tokens, "
-                    "output_tokens, reasoning_tokens, cost_micros, source FROM {db}.usage_events FINAL "
+                    "output_tokens, reasoning_tokens, cost_nanos, source FROM {db}.usage_events FINAL "
                     f"WHERE workflow = '{workflow}'")
     return {r["event_id"]: r for r in got}
 
@@ -137,11 +137,11 @@ def assert_trace_stored(api, workflow: str, ids, n_openai: int = 1) -> None:
         by_model.setdefault(r["model"], []).append(r)
     gpt, (claude,) = by_model["gpt-4o-2024-08-06"], by_model["claude-sonnet-4-5"]
     assert len(gpt) == n_openai
-    assert {(r["input_tokens"], r["cache_read_tokens"], r["output_tokens"], r["cost_micros"], r["team"])
-            for r in gpt} == {(826, 1024, 420, GPT_MICROS, "search")}  # team from the resource
+    assert {(r["input_tokens"], r["cache_read_tokens"], r["output_tokens"], r["cost_nanos"], r["team"])
+            for r in gpt} == {(826, 1024, 420, GPT_NANOS, "search")}  # team from the resource
     assert (claude["input_tokens"], claude["cache_read_tokens"], claude["cache_write_tokens"],
-            claude["output_tokens"], claude["reasoning_tokens"], claude["cost_micros"], claude["team"]) == \
-        (500, 9000, 2500, 700, 400, CLAUDE_MICROS, "support")  # the span's own attribute wins
+            claude["output_tokens"], claude["reasoning_tokens"], claude["cost_nanos"], claude["team"]) == \
+        (500, 9000, 2500, 700, 400, CLAUDE_NANOS, "support")  # the span's own attribute wins
     assert {r["source"] for r in got.values()} == {"otlp"}
 
 
@@ -171,8 +171,8 @@ def test_sdk_default_exporter_from_env_alone_protobuf_spans_become_priced_events
     # the same bytes again (an exporter's retry after a lost answer): counted once
     again = api.client().post("/v1/traces", content=sent["body"], headers={"Content-Type": PB})
     assert again.status_code == 200 and again.headers["content-type"] == PB
-    total = rows(api, "SELECT sum(cost_micros) AS m, count() AS n FROM {db}.usage_events FINAL")[0]
-    assert (total["n"], total["m"]) == (3, 2 * GPT_MICROS + CLAUDE_MICROS)
+    total = rows(api, "SELECT sum(cost_nanos) AS m, count() AS n FROM {db}.usage_events FINAL")[0]
+    assert (total["n"], total["m"]) == (3, 2 * GPT_NANOS + CLAUDE_NANOS)
 
 
 @pytest.mark.parametrize("compression", [Compression.Gzip, Compression.Deflate])
@@ -210,7 +210,7 @@ def test_otlp_json_plain_and_gzip_and_the_same_spans_as_protobuf_count_once(api)
     assert r.status_code == 200
     assert_trace_stored(api, "json-deflate", df_ids)
 
-    before = rows(api, "SELECT count() AS n, sum(cost_micros) AS m FROM {db}.usage_events FINAL")[0]
+    before = rows(api, "SELECT count() AS n, sum(cost_nanos) AS m FROM {db}.usage_events FINAL")[0]
     # the spans sent as JSON, now as protobuf by the SDK exporter, and as JSON with upper-case hex ids
     exporter = OTLPSpanExporter(endpoint=f"{api.url}/v1/traces",
                                 headers={"Authorization": f"Bearer {api.tokens['gateway']}"})
@@ -218,8 +218,8 @@ def test_otlp_json_plain_and_gzip_and_the_same_spans_as_protobuf_count_once(api)
     exporter.shutdown()
     r = c.post("/v1/traces", content=otlp_json(gz_spans, upper=True), headers={"Content-Type": "application/json"})
     assert r.status_code == 200
-    after = rows(api, "SELECT count() AS n, sum(cost_micros) AS m FROM {db}.usage_events FINAL")[0]
-    assert after == before == {"n": 6, "m": 3 * (GPT_MICROS + CLAUDE_MICROS)}
+    after = rows(api, "SELECT count() AS n, sum(cost_nanos) AS m FROM {db}.usage_events FINAL")[0]
+    assert after == before == {"n": 6, "m": 3 * (GPT_NANOS + CLAUDE_NANOS)}
 
 
 # --- partial success ------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def _serve_process(tmp_path):
 def _spend(client: httpx.Client) -> dict[str, tuple[int, int]]:
     r = client.get("/v1/reports/spend", params={"by": "workflow", "period": PERIOD, "compare": "false"})
     assert r.status_code == 200, r.text
-    return {x["workflow"]: (x["requests"], x["cost_micros"]) for x in r.json()["rows"]}
+    return {x["workflow"]: (x["requests"], x["cost_nanos"]) for x in r.json()["rows"]}
 
 
 def test_a_restarted_serve_loses_no_span_the_exporter_retries_until_it_is_back(tmp_path):
@@ -357,7 +357,7 @@ def test_a_restarted_serve_loses_no_span_the_exporter_retries_until_it_is_back(t
     try:
         before, _ = recorded_spans("before-restart")
         assert exporter.export(before) is SpanExportResult.SUCCESS
-        assert _spend(viewer)["before-restart"] == (2, GPT_MICROS + CLAUDE_MICROS)
+        assert _spend(viewer)["before-restart"] == (2, GPT_NANOS + CLAUDE_NANOS)
 
         srv.stop()
         during, _ = recorded_spans("during-restart")
@@ -377,7 +377,7 @@ def test_a_restarted_serve_loses_no_span_the_exporter_retries_until_it_is_back(t
         # and the batch from before the restart, sent again (a retry whose answer was lost): once
         assert exporter.export(before) is SpanExportResult.SUCCESS
         spend = _spend(viewer)
-        assert spend["before-restart"] == spend["during-restart"] == (2, GPT_MICROS + CLAUDE_MICROS)
+        assert spend["before-restart"] == spend["during-restart"] == (2, GPT_NANOS + CLAUDE_NANOS)
     finally:
         exporter.shutdown()
         viewer.close()

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distributed"))
 
 import dist_harness as h  # noqa: E402
-from test_api_otlp_clients import CLAUDE_MICROS, GPT_MICROS, RecordingSession, recorded_spans  # noqa: E402
+from test_api_otlp_clients import CLAUDE_NANOS, GPT_NANOS, RecordingSession, recorded_spans  # noqa: E402
 
 pytestmark = [pytest.mark.kafka, pytest.mark.integration]
 
@@ -49,11 +49,11 @@ def test_sdk_exporter_into_a_distributed_replica_reaches_the_store_once(kafka_br
 
         def stored():
             return rt.thread.call(lambda: rt.store.query(
-                "SELECT event_id, cost_micros FROM {db}.usage_events FINAL WHERE workflow = 'dist-otel'"))
+                "SELECT event_id, cost_nanos FROM {db}.usage_events FINAL WHERE workflow = 'dist-otel'"))
         h.wait_for(lambda: len(stored()) == 2, 60, 0.2, "the two GenAI spans stored by the worker")
-        got = {r["event_id"]: r["cost_micros"] for r in stored()}
+        got = {r["event_id"]: r["cost_nanos"] for r in stored()}
         assert set(got) == {f"otlp:{t}:{s}" for t, s in ids}
-        assert sorted(got.values()) == [GPT_MICROS, CLAUDE_MICROS]
+        assert sorted(got.values()) == [GPT_NANOS, CLAUDE_NANOS]
         dead = rt.thread.call(lambda: rt.store.query("SELECT reason FROM {db}.dead_letters"))
         assert dead == []  # the worker parsed every record the replica produced
     finally:

@@ -1,5 +1,5 @@
 """GET /v1/reports/spend, /v1/exports/focus and /v1/reconcile on a real server: totals equal the
-ingested events' cost to the micro-dollar; roles decide who reads what."""
+ingested events' cost to the nano-dollar; roles decide who reads what."""
 from __future__ import annotations
 
 import csv
@@ -22,26 +22,26 @@ def ingested(api):
     ev = usage("no-team", "rag", occurred_at="2025-06-02T08:00:00Z")  # no team tag: unallocated
     assert c.post("/v1/events", json=ev).json()["accepted"] == 1
     rows = api.runtime.thread.call(lambda: api.runtime.store.query(
-        "SELECT sum(cost_micros) AS m FROM {db}.usage_events FINAL"))
+        "SELECT sum(cost_nanos) AS m FROM {db}.usage_events FINAL"))
     return rows[0]["m"]
 
 
-def test_spend_report_total_equals_the_events_cost_to_the_micro_dollar(api, ingested):
+def test_spend_report_total_equals_the_events_cost_to_the_nano_dollar(api, ingested):
     r = api.client("viewer").get("/v1/reports/spend", params={"by": "team,workflow", "period": PERIOD})
     assert r.status_code == 200, r.text
     rows = r.json()["rows"]
     total = rows[-1]
     assert total["team"] == total["workflow"] == "TOTAL"
-    assert total["cost_micros"] == ingested == 7545 + 24075 + rows_cost(rows, "unallocated")
+    assert total["cost_nanos"] == ingested == 7545 + 24075 + rows_cost(rows, "unallocated")
     assert Decimal(total["cost_usd"]) == Decimal(ingested) / 1_000_000
-    assert sum(x["cost_micros"] for x in rows[:-1]) == ingested
+    assert sum(x["cost_nanos"] for x in rows[:-1]) == ingested
     search = next(x for x in rows if x["team"] == "search")
     assert search["workflow"] == "rag-answer" and search["requests"] == 1
     assert search["cost_per_request_usd"] == "0.007545"
 
 
 def rows_cost(rows: list[dict], team: str) -> int:
-    return sum(x["cost_micros"] for x in rows if x["team"] == team)
+    return sum(x["cost_nanos"] for x in rows if x["team"] == team)
 
 
 def test_spend_report_as_csv_for_finance(api, ingested):
@@ -49,7 +49,7 @@ def test_spend_report_as_csv_for_finance(api, ingested):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert {x["team"] for x in rows} == {"search", "support", "unallocated", "TOTAL"}
-    assert int(rows[-1]["cost_micros"]) == ingested
+    assert int(rows[-1]["cost_nanos"]) == ingested
     assert Decimal(rows[-1]["cost_usd"]) * 1_000_000 == ingested
 
 

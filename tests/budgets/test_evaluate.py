@@ -39,7 +39,7 @@ def keys(results):
     return [s.key for s, _, _ in results if s is not None]
 
 
-def test_threshold_fires_at_exactly_the_amount_not_one_micro_before():
+def test_threshold_fires_at_exactly_the_amount_not_one_nano_before():
     lg, dims = ledger(), {**DIMS, "workflow": "batch"}
     assert keys(lg.charge(dims, 1_999_999, T)) == []
     assert keys(lg.charge(dims, 1, T)) == ["team:2026-11:actual:50"]  # 2.000000 >= 4 * 50%

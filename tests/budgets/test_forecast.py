@@ -45,12 +45,12 @@ def test_half_grown_period_blends_evenly():
     assert forecast_period_end(60 * USD, NOV_START, NOV_END, t(1, 12), 100 * USD, DAY_S) == 3305 * USD
 
 
-def test_forecast_rounds_half_even_once_to_the_micro():
+def test_forecast_rounds_half_even_once_to_the_nano():
     start = t(1)
-    # 1 micro in 3 s; 1 s left adds 1/3 -> 1; 2 s left adds 2/3 -> 2; 3 s left adds exactly 1
+    # 1 nano in 3 s; 1 s left adds 1/3 -> 1; 2 s left adds 2/3 -> 2; 3 s left adds exactly 1
     assert forecast_period_end(1, start, start + timedelta(seconds=4), start + timedelta(seconds=3)) == 1
     assert forecast_period_end(1, start, start + timedelta(seconds=5), start + timedelta(seconds=3)) == 2
-    # 1 micro in 2 s, 1 s left adds exactly 0.5 -> rounds to even (0): 1; 3 s left adds 1.5 -> 2: 3
+    # 1 nano in 2 s, 1 s left adds exactly 0.5 -> rounds to even (0): 1; 3 s left adds 1.5 -> 2: 3
     assert forecast_period_end(1, start, start + timedelta(seconds=3), start + timedelta(seconds=2)) == 1
     assert forecast_period_end(1, start, start + timedelta(seconds=5), start + timedelta(seconds=2)) == 3
 
@@ -123,7 +123,7 @@ def test_minute_series_wraps_its_ring_many_times():
 
 def test_baseline_rate_is_the_minutes_before_the_window():
     s = MinuteSeries(400, since=t(21, 0))
-    for m in range(360):  # 06:00..11:59 at 2 micros a minute
+    for m in range(360):  # 06:00..11:59 at 2 nanos a minute
         s.add(t(21, 6) + timedelta(minutes=m), 2)
     s.add(t(21, 12, 5), 10_000)  # inside the window: not part of the baseline
     now = t(21, 12, 14)
@@ -188,7 +188,7 @@ def test_spike_threshold_is_exact_for_fractional_factors(factor):
     rule = SpikeRule(window_minutes=10, baseline_minutes=30, factor=factor, min_spend="0")
     s = MinuteSeries.for_rule(rule, since=t(21, 0))
     for m in range(30):
-        s.add(t(21, 0) + timedelta(minutes=m), 3)  # 90 micros over 30 minutes: 30 per window
+        s.add(t(21, 0) + timedelta(minutes=m), 3)  # 90 nanos over 30 minutes: 30 per window
     needed = int(Decimal(factor) * 30)
     s.add(t(21, 0, 30), needed - 1)
     assert is_spike(rule, s, t(21, 0, 39)) == (False, needed - 1, 30)

@@ -99,17 +99,17 @@ def test_threshold_id_and_trigger_is_greater_or_equal_exactly():
     t = Threshold(at="80")
     assert t.id == "actual:80" and Threshold(at="80.0", basis="forecast").id == "forecast:80"
     assert Threshold(at="87.50").id == "actual:87.5"
-    assert t.trigger_micros(400_000_000) == 320_000_000  # $320.00 of $400 fires
-    # a third of a micro-dollar rounds up: spend must reach the threshold, never fall short of it
-    assert Threshold(at="100").trigger_micros(1) == 1
-    assert Threshold(at="33.3333333").trigger_micros(10) == 4
+    assert t.trigger_nanos(400_000_000) == 320_000_000  # $320.00 of $400 fires
+    # a third of a nano-dollar rounds up: spend must reach the threshold, never fall short of it
+    assert Threshold(at="100").trigger_nanos(1) == 1
+    assert Threshold(at="33.3333333").trigger_nanos(10) == 4
     with pytest.raises(ValidationError):
         Threshold(at=0)
 
 
 def test_float_money_only_when_exact():
     assert Budget(id="a", period="day", amount=0.5).amount == Decimal("0.5")
-    assert Budget(id="a", period="day", amount=8000.0).amount_micros == 8_000_000_000
+    assert Budget(id="a", period="day", amount=8000.0).amount_nanos == 8_000_000_000
     with pytest.raises(ValidationError, match="quoted string"):
         Budget(id="a", period="day", amount=0.1)
     with pytest.raises(ValidationError):
@@ -118,9 +118,9 @@ def test_float_money_only_when_exact():
         Budget(id="a", period="day", amount="NaN")
 
 
-def test_money_is_whole_micro_dollars_and_sane_in_size():
-    assert Budget(id="a", period="day", amount="0.000001").amount_micros == 1
-    assert Budget(id="a", period="day", amount="400.5000000").amount_micros == 400_500_000
+def test_money_is_whole_nano_dollars_and_sane_in_size():
+    assert Budget(id="a", period="day", amount="0.000001").amount_nanos == 1
+    assert Budget(id="a", period="day", amount="400.5000000").amount_nanos == 400_500_000
     with pytest.raises(ValidationError, match="6 decimal places"):
         Budget(id="a", period="day", amount="0.0000001")  # would round to a $0 budget
     with pytest.raises(ValidationError):
@@ -130,7 +130,7 @@ def test_money_is_whole_micro_dollars_and_sane_in_size():
 
 
 def test_spike_rule_baseline_must_be_longer_and_factor_above_one():
-    assert SpikeRule(window_minutes=15, baseline_minutes=360, factor=5, min_spend="25").min_spend_micros == 25_000_000
+    assert SpikeRule(window_minutes=15, baseline_minutes=360, factor=5, min_spend="25").min_spend_nanos == 25_000_000
     with pytest.raises(ValidationError, match="longer than window"):
         SpikeRule(window_minutes=15, baseline_minutes=15, factor=5)
     with pytest.raises(ValidationError):

@@ -35,11 +35,11 @@ def make_poller(provider, pipeline, clock, **kw):
 def stored(pipeline):
     raw = pipeline.store.query(
         "SELECT count() AS events, sum(requests) AS requests, sum(input_tokens) AS input, "
-        "sum(cache_read_tokens) AS cache_read, sum(output_tokens) AS output, sum(cost_micros) AS cost "
+        "sum(cache_read_tokens) AS cache_read, sum(output_tokens) AS output, sum(cost_nanos) AS cost "
         "FROM {db}.usage_events FINAL WHERE source = 'openai-usage'")[0]
     roll = pipeline.store.query(
         "SELECT sum(requests) AS requests, sum(input_tokens) AS input, sum(cache_read_tokens) AS cache_read, "
-        "sum(output_tokens) AS output, sum(cost_micros) AS cost FROM {db}.usage_rollup_day")[0]
+        "sum(output_tokens) AS output, sum(cost_nanos) AS cost FROM {db}.usage_rollup_day")[0]
     return raw, roll
 
 
@@ -49,7 +49,7 @@ def expected(provider, pipeline, upto):
     evs = normalize("openai-usage", json.dumps(page)).events
     return {"requests": sum(e.requests for e in evs), "input": sum(e.tokens.input for e in evs),
             "cache_read": sum(e.tokens.cache_read for e in evs), "output": sum(e.tokens.output for e in evs),
-            "cost": sum(pipeline.processor.catalogue.price(e).cost_micros for e in evs)}
+            "cost": sum(pipeline.processor.catalogue.price(e).cost_nanos for e in evs)}
 
 
 def assert_exact(provider, pipeline, upto):

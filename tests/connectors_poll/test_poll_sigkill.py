@@ -75,4 +75,4 @@ def test_sigkill_after_the_first_window_then_restart_counts_every_bucket_once(pr
     assert got["requests"] == sum(e.requests for e in events) == 72 * 73 // 2
     assert got["input_tokens"] == sum(e.tokens.input for e in events)
     assert got["output_tokens"] == sum(e.tokens.output for e in events)
-    assert got["cost_micros"] == sum(cat.price(e).cost_micros for e in events)
+    assert got["cost_nanos"] == sum(cat.price(e).cost_nanos for e in events)

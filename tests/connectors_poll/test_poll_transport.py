@@ -25,7 +25,7 @@ def poller(name, provider, pipeline, clock, **kw):
 def totals(pipeline, source):
     return pipeline.store.query(
         "SELECT count() AS n, sum(input_tokens) AS input, sum(cache_read_tokens) AS cache_read, "
-        "sum(output_tokens) AS output, sum(requests) AS requests, sum(cost_micros) AS cost "
+        "sum(output_tokens) AS output, sum(requests) AS requests, sum(cost_nanos) AS cost "
         f"FROM {{db}}.usage_events FINAL WHERE source = '{source}'")[0]
 
 

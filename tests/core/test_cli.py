@@ -78,7 +78,7 @@ def test_ingest_report_block_and_audited_release(workspace):
     rep = run(["report", "--by", "team,workflow", "--period", f"{at:%Y-%m}", "--format", "csv"], data).stdout
     rows = list(csv.DictReader(io.StringIO(rep)))
     assert rows[0]["workflow"] == "runaway" and rows[0]["cost_usd"] == "2.800000"
-    assert rows[-1]["team"] == "TOTAL" and rows[-1]["cost_micros"] == "2800000"
+    assert rows[-1]["team"] == "TOTAL" and rows[-1]["cost_nanos"] == "2800000"
 
     listed = json.loads(run([*budgets, "controls", "list", "--json"], data).stdout)
     assert [(c["workflow"], c["state"], c["budget"]) for c in listed] == [("runaway", "block", "wf-daily")]
@@ -156,7 +156,7 @@ def test_report_defaults_to_this_month_and_says_why_it_is_empty(workspace):
     src.write_text(events(3, now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)))
     run(["ingest", str(src)], data, check=False)
     table = run(["report", "--by", "team,workflow"], data).stdout  # this month, no --period
-    assert "runaway" in table and "$0.84" in table and "cost micros" not in table and "0.840000" not in table
+    assert "runaway" in table and "$0.84" in table and "cost nanos" not in table and "0.840000" not in table
     old = run(["report", "--period", "2020-01"], data)
     assert old.stdout == "" and f"no usage stored in {data} for 2020-01" in old.stderr
     assert f"try --period {now:%Y-%m}" in old.stderr
@@ -205,7 +205,7 @@ def test_total_cost_per_request_does_not_spread_gpu_hours_over_model_calls(works
     run(["ingest", str(src)], data)
     rows = json.loads(run(["report", "--period", "2026-11", "--format", "json"], data).stdout)
     total = rows[-1]
-    assert total["team"] == "TOTAL" and total["requests"] == 2 and int(total["cost_micros"]) > 560_000
+    assert total["team"] == "TOTAL" and total["requests"] == 2 and int(total["cost_nanos"]) > 560_000
     assert total["cost_per_request_usd"] == "0.280000"  # the two model calls' cost over their requests
 
 
@@ -268,8 +268,8 @@ def test_human_output_rules():
     assert human.when(datetime.fromisoformat("2026-11-29T23:30:00-05:00")) == "2026-11-29 23:30 -05:00"
     assert human.mapping({"content_field": 98, "negative_value": 94}) == "content_field: 98, negative_value: 94"
     assert human.cell("cost_per_request_usd", Decimal("0.001875")) == "$0.0019"
-    assert human.cell("cost_micros", 5_206_700_400) == "$5,206.70" and human.cell("pct_used", Decimal("80.7")) == "80.7%"
-    assert human.human_columns(["cost_usd", "cost_micros", "requests"]) == ["cost_usd", "requests"]
+    assert human.cell("cost_nanos", 5_206_700_400) == "$5,206.70" and human.cell("pct_used", Decimal("80.7")) == "80.7%"
+    assert human.human_columns(["cost_usd", "cost_nanos", "requests"]) == ["cost_usd", "requests"]
 
     buf = _io.StringIO()
     with human.Progress("ingesting", 200, stream=buf, every=0) as bar:  # no TTY: plain periodic lines
@@ -331,7 +331,7 @@ def test_price_knows_the_models_people_use_from_the_default_catalogue(workspace)
     out = run(["price", "-"], workspace / "d", stdin="\n".join(lines) + "\n").stdout
     rows = [json.loads(line) for line in out.splitlines()]
     assert [(r["model"], r["unpriced"]) for r in rows] == [(m, 0) for _, m in DONE_MODELS]
-    assert all(r["cost_micros"] > 0 for r in rows)
+    assert all(r["cost_nanos"] > 0 for r in rows)
     # text-embedding-3-small: 10,000 x $0.02/1M; gpt-4.1-nano: 10,000 x $0.10 + 1,000 x $0.40 per 1M
     assert [r["cost_usd"] for r in rows[:2]] == ["0.000200", "0.001400"]
 

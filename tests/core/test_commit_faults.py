@@ -47,8 +47,8 @@ def batch() -> list[bytes]:
 
 def stored(p) -> dict:
     q = p.store.query
-    return {"events": q("SELECT count() AS n, sum(cost_micros) AS c FROM {db}.usage_events FINAL")[0],
-            "hour": q("SELECT sum(events) AS n, sum(cost_micros) AS c FROM {db}.usage_rollup_hour")[0],
+    return {"events": q("SELECT count() AS n, sum(cost_nanos) AS c FROM {db}.usage_events FINAL")[0],
+            "hour": q("SELECT sum(events) AS n, sum(cost_nanos) AS c FROM {db}.usage_rollup_hour")[0],
             "fired": sorted(r["key"] for r in q("SELECT key FROM {db}.budget_events")),
             "outbox": q("SELECT count() AS n FROM {db}.alert_outbox FINAL")[0]["n"],
             "controls": [(r["workflow"], r["state"]) for r in q("SELECT * FROM {db}.controls FINAL")],
@@ -66,7 +66,7 @@ def test_a_failed_write_changes_nothing_in_memory_and_the_retry_is_exact(setting
     with pytest.raises(StoreError):
         p.process_batch(batch())
     # memory exactly as before the batch: no phantom spend, no threshold used up, no control
-    assert p.status(at) == before and before[0]["spend_micros"] == 0
+    assert p.status(at) == before and before[0]["spend_nanos"] == 0
     assert p.processor.ledger.fired == set()
     assert p.check("w", at).action.value == "allow"
     assert len(p.processor.dedupe) == 0 and p.processor.metrics.processed == 0
@@ -75,7 +75,7 @@ def test_a_failed_write_changes_nothing_in_memory_and_the_retry_is_exact(setting
     p.writer.store = real
     p.process_batch(batch())
     [row] = p.status(at)
-    assert row["spend_micros"] == 12_000_000 and str(row["pct_used"]) == "120.0"
+    assert row["spend_nanos"] == 12_000_000 and str(row["pct_used"]) == "120.0"
     assert p.check("w", at).action.value == "block"
     got = stored(p)
     assert got["events"] == {"n": 20, "c": 12_000_000} and got["hour"] == {"n": 20, "c": 12_000_000}
@@ -87,7 +87,7 @@ def test_a_failed_write_changes_nothing_in_memory_and_the_retry_is_exact(setting
     # and a third delivery of the same events counts nothing
     again = p.process_batch(batch())
     assert again.accepted == 0 and again.duplicates == 20
-    assert p.status(at)[0]["spend_micros"] == 12_000_000
+    assert p.status(at)[0]["spend_nanos"] == 12_000_000
     p.close()
 
 
@@ -121,5 +121,5 @@ def test_late_redeliveries_are_counted_once_whatever_the_window_holds(settings):
     p = open_pipeline(settings)                                             # and after a restart
     assert p.ingest(resend).duplicates == len(resend)
     rows, _ = spend_report(p.store, ["team"], T0 - timedelta(days=1), T0 + timedelta(days=5))
-    assert [(r["team"], r["requests"], r["cost_micros"]) for r in rows] == [("t", 3000, 18_000_000), ("TOTAL", 3000, 18_000_000)]
+    assert [(r["team"], r["requests"], r["cost_nanos"]) for r in rows] == [("t", 3000, 18_000_000), ("TOTAL", 3000, 18_000_000)]
     p.close()

@@ -34,7 +34,7 @@ def independent_total(payloads) -> tuple[int, int]:
         if ev.event_id in seen:
             continue
         seen.add(ev.event_id)
-        total += cat.price(ev).cost_micros
+        total += cat.price(ev).cost_nanos
     return len(seen), total
 
 
@@ -58,13 +58,13 @@ def test_synthetic_month_with_a_runaway_agent(pipeline, month):
     report = p.ingest(month, "test")
     n_events, truth = independent_total(month)
 
-    # every unique valid event stored once, totals exact to the micro-dollar
+    # every unique valid event stored once, totals exact to the nano-dollar
     assert report.accepted == n_events
     stored = p.store.query(TOTALS_SQL)[0]
-    assert stored["events"] == n_events and stored["cost_micros"] == truth
+    assert stored["events"] == n_events and stored["cost_nanos"] == truth
     rows, _ = spend_report(p.store, ["team"], START, END)
-    assert rows[-1]["team"] == "TOTAL" and rows[-1]["cost_micros"] == truth
-    assert sum(r["cost_micros"] for r in rows[:-1]) == truth
+    assert rows[-1]["team"] == "TOTAL" and rows[-1]["cost_nanos"] == truth
+    assert sum(r["cost_nanos"] for r in rows[:-1]) == truth
     assert "unallocated" in {r["team"] for r in rows}  # the unmapped key is visible, not hidden
     assert report.duplicates > 0 and set(report.dead) == {"content_field", "negative_value"}
 
@@ -80,7 +80,7 @@ def test_synthetic_month_with_a_runaway_agent(pipeline, month):
     crossing = next(s for s in report.signals if s.key.endswith(f"{runaway_day}:actual:100"))
     block = next(c for c in report.changes if c.after.state is State.block)
     assert block.at == crossing.at and block.after.workflow == "agent-loop"
-    assert crossing.spend_micros >= 150_000_000 > crossing.spend_micros - 10_000_000
+    assert crossing.spend_nanos >= 150_000_000 > crossing.spend_nanos - 10_000_000
     assert p.check("agent-loop", crossing.at + timedelta(seconds=1)).action is State.block
     # ... a throttle came first, at 50%
     throttle = next(c for c in report.changes if c.after.state is State.throttle)
@@ -114,7 +114,7 @@ def test_reingesting_the_same_month_changes_nothing(settings, month):
     again = p2.ingest(month[:20000], "test")
     assert again.accepted == 0 and again.signals == [] and again.changes == []
     assert p2.store.query(TOTALS_SQL)[0] == before
-    rollup = p2.store.query("SELECT sum(cost_micros) AS c, sum(events) AS n FROM {db}.usage_rollup_hour")[0]
-    assert rollup == {"c": before["cost_micros"], "n": before["events"]}
+    rollup = p2.store.query("SELECT sum(cost_nanos) AS c, sum(events) AS n FROM {db}.usage_rollup_hour")[0]
+    assert rollup == {"c": before["cost_nanos"], "n": before["events"]}
     assert first.accepted == before["events"]
     p2.close()

@@ -31,12 +31,12 @@ CATALOGUE = load_catalogue(load_settings())  # as the pipeline prices (unpriced 
 
 
 def expected_store(events) -> tuple[set[str], int]:
-    """(event ids, total cost in micros) the store must hold: the first event of each id."""
+    """(event ids, total cost in nanos) the store must hold: the first event of each id."""
     ids, cost = set(), 0
     for ev in events:
         if ev.event_id not in ids:
             ids.add(ev.event_id)
-            cost += CATALOGUE.price(ev).cost_micros
+            cost += CATALOGUE.price(ev).cost_nanos
     return ids, cost
 
 
@@ -50,8 +50,8 @@ def rejected(cases, api: bool = False) -> Counter:
 
 
 def stored(store) -> tuple[set[str], int]:
-    rows = store.query("SELECT event_id, cost_micros FROM {db}.usage_events FINAL")
-    return {r["event_id"] for r in rows}, sum(r["cost_micros"] for r in rows)
+    rows = store.query("SELECT event_id, cost_nanos FROM {db}.usage_events FINAL")
+    return {r["event_id"] for r in rows}, sum(r["cost_nanos"] for r in rows)
 
 
 def dead_letters(store) -> Counter:

@@ -49,16 +49,16 @@ def truth(lines: list[bytes]) -> dict:
     proc.begin()
     out = proc.enrich(items)
     proc.commit()
-    events, cost, dead = len(out.rows), sum(r["cost_micros"] for r in out.rows), len(out.dead)
-    return {"events": events, "cost_micros": cost, "dead": dead}
+    events, cost, dead = len(out.rows), sum(r["cost_nanos"] for r in out.rows), len(out.dead)
+    return {"events": events, "cost_nanos": cost, "dead": dead}
 
 
 def totals(store) -> dict:
-    raw = store.query("SELECT count() AS events, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL")[0]
-    roll = {g: store.query(f"SELECT sum(events) AS events, sum(cost_micros) AS cost_micros "
+    raw = store.query("SELECT count() AS events, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events FINAL")[0]
+    roll = {g: store.query(f"SELECT sum(events) AS events, sum(cost_nanos) AS cost_nanos "
                            f"FROM {{db}}.usage_rollup_{g}")[0] for g in ("minute", "hour", "day")}
-    return {"raw": (int(raw["events"]), int(raw["cost_micros"])),
-            **{g: (int(r["events"] or 0), int(r["cost_micros"] or 0)) for g, r in roll.items()}}
+    return {"raw": (int(raw["events"]), int(raw["cost_nanos"])),
+            **{g: (int(r["events"] or 0), int(r["cost_nanos"] or 0)) for g, r in roll.items()}}
 
 
 def worker_env(bootstrap: str, store_url: str, database: str, data_dir: Path, app_id: str, **extra) -> dict:

@@ -110,8 +110,8 @@ def priced(lines: list[bytes]) -> tuple[list[dict], int]:
     return out.rows, len(out.dead)
 
 
-def dollars(micros: int) -> str:
-    return str(Decimal(micros) / Decimal(1_000_000))
+def dollars(nanos: int) -> str:
+    return str(Decimal(nanos) / Decimal(1_000_000))
 
 
 @dataclass
@@ -150,14 +150,14 @@ def make_world(bootstrap: str, url: str, root: Path) -> World:
     phase_a, phase_b = lines[:half], lines[half:]
     rows_a, _ = priced(phase_a)
     rows, dead = priced(lines)
-    triage_a = sum(r["cost_micros"] for r in rows_a if r["workflow"] == "ticket-triage")
-    triage = sum(r["cost_micros"] for r in rows if r["workflow"] == "ticket-triage")
-    search = sum(r["cost_micros"] for r in rows if r["team"] == "search")
+    triage_a = sum(r["cost_nanos"] for r in rows_a if r["workflow"] == "ticket-triage")
+    triage = sum(r["cost_nanos"] for r in rows if r["workflow"] == "ticket-triage")
+    search = sum(r["cost_nanos"] for r in rows if r["team"] == "search")
     cap = triage_a * 4 // 3  # phase A ends at 75% of the cap: 25% and 50% (throttle) fire in it
     assert triage > cap and triage_a * 2 > cap, (triage_a, triage, cap)
     budgets = root / "budgets.yaml"
     budgets.write_text(BUDGETS.format(cap=dollars(cap), search=dollars(search * 10 // 9)))
-    truth = {"events": len(rows), "cost_micros": sum(r["cost_micros"] for r in rows), "dead": dead}
+    truth = {"events": len(rows), "cost_nanos": sum(r["cost_nanos"] for r in rows), "dead": dead}
     return World(bootstrap, url, root, phase_a, phase_b, budgets, truth, len(rows_a))
 
 
@@ -269,7 +269,7 @@ def comparable(snap: dict) -> dict:
 
 
 def rollups_equal_final(name: str, o: Outcome, truth: dict) -> None:
-    pair = (truth["events"], truth["cost_micros"])
+    pair = (truth["events"], truth["cost_nanos"])
     assert o.rollups and all(v == pair for v in o.rollups.values()), f"{name}: {o.rollups} vs FINAL {pair}"
 
 

@@ -1,7 +1,7 @@
 """The distributed runtime against real servers: a Kafka broker, `costwarden worker` processes,
 and ClickHouse through clickhouse-connect (the HTTP test adapter over chDB). Totals in
 ClickHouse are compared with the ground truth (part 1's core run over the same lines in this
-process) to the micro-dollar, in the raw table (FINAL) and in every rollup."""
+process) to the nano-dollar, in the raw table (FINAL) and in every rollup."""
 from __future__ import annotations
 
 import random
@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.integration]
 
 
 def expected(truth):
-    pair = (truth["events"], truth["cost_micros"])
+    pair = (truth["events"], truth["cost_nanos"])
     return {"raw": pair, "minute": pair, "hour": pair, "day": pair}
 
 

@@ -35,14 +35,14 @@ def test_stored_totals_equal_truth_and_a_replay_counts_nothing_twice(core, lines
     stage = RawStage(core, store)
     first = [stage.handle([s]) for s in slices_of(lines)]
     truth = h.truth(lines)
-    assert h.totals(store)["raw"] == (truth["events"], truth["cost_micros"])
+    assert h.totals(store)["raw"] == (truth["events"], truth["cost_nanos"])
     assert sum(r.accepted for r in first) == truth["events"]
     assert sum(sum(r.dead_reasons.values()) for r in first) == truth["dead"]
     # A crashed worker's successor (fresh state from the store) re-reads everything in other batch shapes.
     again = RawStage(core, store)
     replay = [again.handle([s]) for s in slices_of(lines, size=333)]
     t = h.totals(store)
-    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_micros"])
+    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_nanos"])
     assert sum(r.accepted for r in replay) == 0
     # ...but still asks stage 2 to look at the budgets those events touch (cost 0).
     assert any(json.loads(v)["budget_id"] for r in replay for _, v in r.budget_usage)
@@ -67,7 +67,7 @@ def test_a_retried_slice_after_a_failed_write_is_stored_once(core, lines):
     store.insert = real_insert
     res = stage.handle([sl])  # the retry: same slice, same token
     truth = h.truth(lines[:500])
-    assert h.totals(store)["minute"] == (truth["events"], truth["cost_micros"])
+    assert h.totals(store)["minute"] == (truth["events"], truth["cost_nanos"])
     assert res.accepted == truth["events"] and len(res.processed) == truth["events"]
 
 
@@ -76,7 +76,7 @@ def test_a_replayed_slice_in_another_shape_is_sent_on_but_not_stored_or_counted_
     RawStage(core, store).handle(slices_of(lines[:600]))
     res = RawStage(core, store).handle(slices_of(lines[:600], size=250))  # a new worker after a crash
     truth = h.truth(lines[:600])
-    assert h.totals(store)["hour"] == (truth["events"], truth["cost_micros"])
+    assert h.totals(store)["hour"] == (truth["events"], truth["cost_nanos"])
     assert res.accepted == 0
     # its earlier sends may have been lost: every event is sent on again (at least once)
     assert {json.loads(v)["event_id"] for _, v in res.processed} == set(
@@ -115,7 +115,7 @@ def test_budget_totals_are_exact_when_usage_arrives_through_several_workers(core
         budget = next(x for x in expected if x.id == budget_id)
         end = owner.owner(budget_id).ledger.totals[(budget_id, start)].end
         rows = store.query(SpendSeedQuery(start, end).to_sql())
-        assert spend == sum(r["cost_micros"] for r in rows if budget.scope.matches(r))
+        assert spend == sum(r["cost_nanos"] for r in rows if budget.scope.matches(r))
 
 
 def test_a_crossed_block_threshold_is_a_control_on_the_topic_once(core, lines, tmp_path):
@@ -169,8 +169,8 @@ def test_a_failed_slice_is_finished_from_the_journal_and_sent_on_once(core, line
     res = stage.handle([sl])  # the runtime's retry: the journalled commit first, then the slice
     truth = h.truth(lines[:700])
     t = h.totals(store)
-    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_micros"])
-    assert res.accepted == truth["events"] and res.cost_micros == truth["cost_micros"]
+    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_nanos"])
+    assert res.accepted == truth["events"] and res.cost_nanos == truth["cost_nanos"]
     assert len({json.loads(v)["event_id"] for _, v in res.processed}) == len(res.processed) == truth["events"]
     assert sum(len(json.loads(v)["points"]) for _, v in res.budget_usage) > 0
 
@@ -192,7 +192,7 @@ def test_a_partition_taken_over_after_its_owner_died_mid_commit(core, lines):
     res = b.handle(slices_of(lines[:900], size=400, partition=2))  # another batch shape
     truth = h.truth(lines[:900])
     t = h.totals(store)
-    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_micros"])
+    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_nanos"])
     assert res.accepted == truth["events"]  # A never sent them: B sends them on, with their cost
 
 
@@ -211,7 +211,7 @@ def test_redeliveries_older_than_the_window_are_counted_once_in_every_rollup(cor
         accepted += stage.handle([Slice(sl.topic, part, sl.first, sl.last, sl.payloads)]).accepted
     truth = h.truth(lines)
     t = h.totals(store)
-    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_micros"])
+    assert t["raw"] == t["minute"] == t["hour"] == t["day"] == (truth["events"], truth["cost_nanos"])
     assert accepted == truth["events"]
 
 

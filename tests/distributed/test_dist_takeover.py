@@ -34,11 +34,11 @@ def settle(store, truth, workers, timeout=150):
 
 def by_team(store) -> dict[str, dict[str, tuple[int, int]]]:
     """Events and cost per team: the raw table (FINAL) and the report (each rollup)."""
-    out = {"final": {r["team"]: (int(r["events"]), int(r["cost_micros"])) for r in store.query(
-        "SELECT team, count() AS events, sum(cost_micros) AS cost_micros FROM {db}.usage_events FINAL GROUP BY team")}}
+    out = {"final": {r["team"]: (int(r["events"]), int(r["cost_nanos"])) for r in store.query(
+        "SELECT team, count() AS events, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events FINAL GROUP BY team")}}
     start, end = datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2030, 1, 1, tzinfo=timezone.utc)
     for g in ("minute", "hour", "day"):
-        out[g] = {r["team"]: (int(r["events"]), int(r["cost_micros"]))
+        out[g] = {r["team"]: (int(r["events"]), int(r["cost_nanos"]))
                   for r in store.query(ReportQuery(("team",), start, end, g).to_sql())}
     return out
 
@@ -73,7 +73,7 @@ def test_redeliveries_older_than_the_dedupe_horizon_across_slices_and_partitions
     finally:
         for w in workers:
             w.stop()
-    pair = (truth["events"], truth["cost_micros"])
+    pair = (truth["events"], truth["cost_nanos"])
     assert totals == {"raw": pair, "minute": pair, "hour": pair, "day": pair}, (totals, truth)
     teams = by_team(store)
     assert teams["minute"] == teams["hour"] == teams["day"] == teams["final"]
@@ -146,7 +146,7 @@ def test_a_budget_partition_moved_to_another_worker_fires_each_threshold_once(
         for w in workers:
             w.stop()
         receiver.stop()
-    pair = (truth["events"], truth["cost_micros"])
+    pair = (truth["events"], truth["cost_nanos"])
     assert totals == {"raw": pair, "minute": pair, "hour": pair, "day": pair}
     assert sorted(e["threshold"] for e in events if e["budget_id"] == "rag-cap") == ["100%", "25%", "50%"]
     rows = store.query("SELECT key, count() AS n FROM {db}.budget_events WHERE budget_id = 'rag-cap' GROUP BY key")

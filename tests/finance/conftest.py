@@ -51,7 +51,7 @@ def truth(payloads, rules_file: str | None = None, catalogue=None):
         price, a = cat.price(ev), attr.attribute(ev)
         rows.append({"at": ev.occurred_at, "team": a.team, "workflow": a.workflow, "cost_center": a.cost_center,
                      "provider": ev.provider, "model": price.priced_model, "requests": ev.requests,
-                     "cost_micros": price.cost_micros, "event_id": ev.event_id})
+                     "cost_nanos": price.cost_nanos, "event_id": ev.event_id})
     return rows
 
 
@@ -59,7 +59,7 @@ def sum_by(rows, dim, start, end) -> dict[str, int]:
     out = defaultdict(int)
     for r in rows:
         if start <= r["at"] < end:
-            out[r[dim]] += r["cost_micros"]
+            out[r[dim]] += r["cost_nanos"]
     return dict(out)
 
 

@@ -36,7 +36,7 @@ def test_report_finance_csv_parquet_and_html(run, fin_data, tmp_path):
     rows = list(csv.DictReader(io.StringIO(run("report-finance", "--by", "team", "--period", "2026-10",
                                                "--format", "csv"))))
     assert rows[-1]["team"] == "TOTAL"
-    assert int(rows[-1]["cost_micros"]) == sum(sum_by(truth, "team", *oct_).values())
+    assert int(rows[-1]["cost_nanos"]) == sum(sum_by(truth, "team", *oct_).values())
     assert {"cost_per_1k_requests_usd", "cost_per_run_usd", "change_pct"} <= set(rows[0])
     run("report-finance", "--by", "workflow", "--period", "2026-10", "--format", "parquet", "--out",
         str(tmp_path / "r.parquet"))

@@ -1,4 +1,4 @@
-"""FOCUS 1.2 export: required columns, types (Decimal money, UTC timestamps), totals to the micro-dollar."""
+"""FOCUS 1.2 export: required columns, types (Decimal money, UTC timestamps), totals to the nano-dollar."""
 from __future__ import annotations
 
 import csv
@@ -39,7 +39,7 @@ def test_parquet_has_every_required_column_with_focus_types(fin_data, tmp_path):
         assert schema.field(c).type == pa.string()
     data = t.to_pylist()
     oct_truth = [r for r in truth if OCT[0] <= r["at"] < OCT[1]]
-    assert sum(r["BilledCost"] for r in data) == Decimal(sum(r["cost_micros"] for r in oct_truth)) / 10**6
+    assert sum(r["BilledCost"] for r in data) == Decimal(sum(r["cost_nanos"] for r in oct_truth)) / 10**6
     assert {r["BillingCurrency"] for r in data} == {"USD"}
     assert {r["ChargeCategory"] for r in data} == {"Usage"}
     assert {r["ServiceCategory"] for r in data} == {"AI and Machine Learning"}

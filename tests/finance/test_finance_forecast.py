@@ -21,7 +21,7 @@ def test_a_pure_weekday_pattern_is_forecast_exactly_where_a_straight_rate_is_not
     p = project(daily, sum(nov.values()), 10**12, datetime(2026, 11, 1, tzinfo=UTC),
                 datetime(2026, 12, 1, tzinfo=UTC), now)
     assert p.method == SEASONAL
-    assert p.forecast_micros == truth
+    assert p.forecast_nanos == truth
     f = weekday_factors(daily, now.date())
     assert (f[0] / f[5]).quantize(Decimal("0.000001")) == Decimal("2.5")
     assert p.exhausted_at is None
@@ -32,7 +32,7 @@ def test_exhaustion_time_is_where_the_projection_crosses_the_amount():
     now = datetime(2026, 11, 11, tzinfo=UTC)
     p = project(daily, 1_000_000_000, 1_550_000_000, datetime(2026, 11, 1, tzinfo=UTC),
                 datetime(2026, 12, 1, tzinfo=UTC), now)
-    assert p.forecast_micros == 3_000_000_000  # $1,000 + 20 days x $100
+    assert p.forecast_nanos == 3_000_000_000  # $1,000 + 20 days x $100
     assert p.exhausted_at == datetime(2026, 11, 16, 12, tzinfo=UTC)  # $550 more = 5.5 days
     over = project(daily, 2_000_000_000, 1_550_000_000, datetime(2026, 11, 1, tzinfo=UTC),
                    datetime(2026, 12, 1, tzinfo=UTC), now)
@@ -42,7 +42,7 @@ def test_exhaustion_time_is_where_the_projection_crosses_the_amount():
 def test_without_a_complete_day_the_ledger_method_is_used():
     now = datetime(2026, 11, 1, 12, tzinfo=UTC)
     p = project({}, 50_000_000, 10**9, datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC), now)
-    assert p.method == LINEAR and p.forecast_micros == 100_000_000  # half a day, $50 -> $100
+    assert p.method == LINEAR and p.forecast_nanos == 100_000_000  # half a day, $50 -> $100
 
 
 def test_backtest_reports_lower_error_for_the_seasonal_method():

@@ -110,7 +110,7 @@ def test_the_rendered_page_shows_the_csv_numbers(fin_data, tmp_path):
             assert x.get(c, "") == e[c], (s["team"], c)  # the exact decimal behind the formatted cell
             assert not e[c] or MONEY.match(s[c]), (s["team"], c, s[c])
         assert s["requests"] == f"{int(e['requests']):,}"
-        assert "cost_micros" not in s  # said once, as money
+        assert "cost_nanos" not in s  # said once, as money
         # the dataset starts on 2026-09-30: one day before October, so there is an earlier period
         assert x["previous_cost_usd"] == e["previous_cost_usd"]
     assert shown[-1]["team"] == "TOTAL" and any(r["team"] == "unallocated" for r in shown)

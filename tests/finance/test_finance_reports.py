@@ -1,4 +1,4 @@
-"""Showback reports: totals equal the events to the micro-dollar, unit costs, runs, change, unallocated."""
+"""Showback reports: totals equal the events to the nano-dollar, unit costs, runs, change, unallocated."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -16,15 +16,15 @@ SEP = (datetime(2026, 9, 1, tzinfo=timezone.utc), datetime(2026, 10, 1, tzinfo=t
 
 
 @pytest.mark.parametrize("dim", ["team", "workflow", "cost_center", "provider", "model"])
-def test_every_row_and_the_total_equal_the_events_to_the_micro_dollar(fin_data, dim):
+def test_every_row_and_the_total_equal_the_events_to_the_nano_dollar(fin_data, dim):
     store, _, truth = fin_data
     for start, end in (OCT, SEP, (START, END)):
         rows, cols = finance_report(store, [dim], start, end)
         expected = {k: v for k, v in sum_by(truth, dim, start, end).items() if v}
-        body = {r[dim]: r["cost_micros"] for r in rows[:-1] if r["cost_micros"]}
+        body = {r[dim]: r["cost_nanos"] for r in rows[:-1] if r["cost_nanos"]}
         assert body == expected
         assert rows[-1][dim] == "TOTAL"
-        assert rows[-1]["cost_micros"] == sum(expected.values())
+        assert rows[-1]["cost_nanos"] == sum(expected.values())
         assert rows[-1]["cost_usd"] == Decimal(sum(expected.values())) / 1_000_000
         assert rows[-1]["requests"] == sum(r["requests"] for r in truth if start <= r["at"] < end)
 
@@ -33,11 +33,11 @@ def test_unallocated_is_always_a_row(fin_data):
     store, _, truth = fin_data
     rows, _ = finance_report(store, ["team"], *OCT)
     un = [r for r in rows if r["team"] == "unallocated"]
-    assert un and un[0]["cost_micros"] == sum_by(truth, "team", *OCT).get("unallocated", 0) > 0
+    assert un and un[0]["cost_nanos"] == sum_by(truth, "team", *OCT).get("unallocated", 0) > 0
     # a day when only the tagged batch workflow ran: unallocated is still shown, at $0
     rows, _ = finance_report(store, ["team", "workflow"], datetime(2026, 11, 1, tzinfo=timezone.utc),
                              datetime(2026, 11, 2, tzinfo=timezone.utc))
-    assert [(r["team"], r["workflow"], r["cost_micros"]) for r in rows] == [
+    assert [(r["team"], r["workflow"], r["cost_nanos"]) for r in rows] == [
         ("unallocated", "unallocated", 0), ("TOTAL", "TOTAL", 0)]
 
 
@@ -45,7 +45,7 @@ def test_unit_costs_per_request_per_1k_and_per_run(fin_data):
     store, _, _ = fin_data
     rows, _ = finance_report(store, ["workflow"], *OCT)
     etl = next(r for r in rows if r["workflow"] == "nightly-etl")
-    assert etl["cost_micros"] == 4_500_000 and etl["requests"] == 6  # 3 runs x ($1.00 + $0.50)
+    assert etl["cost_nanos"] == 4_500_000 and etl["requests"] == 6  # 3 runs x ($1.00 + $0.50)
     assert etl["runs"] == 3
     assert etl["cost_per_run_usd"] == Decimal("1.500000")
     assert etl["cost_per_request_usd"] == Decimal("0.750000")
@@ -78,7 +78,7 @@ def test_csv_and_parquet_carry_exact_decimals(fin_data, tmp_path):
     text = to_csv(rows, cols)
     total_line = text.strip().splitlines()[-1].split(",")
     assert Decimal(total_line[cols.index("cost_usd")]) == Decimal(sum(sum_by(truth, "team", *OCT).values())) / 10**6
-    assert len(total_line[cols.index("cost_usd")].split(".")[1]) == 6  # always to the micro-dollar
+    assert len(total_line[cols.index("cost_usd")].split(".")[1]) == 6  # always to the nano-dollar
     path = tmp_path / "r.parquet"
     to_parquet(rows, cols, path)
     t = pq.read_table(path)

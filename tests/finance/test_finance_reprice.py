@@ -35,7 +35,7 @@ def rollup_sums(store) -> list[tuple]:
     for table in ("usage_events FINAL", "usage_events", "usage_rollup_minute", "usage_rollup_hour",
                   "usage_rollup_day"):
         count = "count()" if table.startswith("usage_events") else "sum(events)"
-        r = store.query(f"SELECT {count} AS n, sum(cost_micros) AS c FROM {{db}}.{table}")[0]
+        r = store.query(f"SELECT {count} AS n, sum(cost_nanos) AS c FROM {{db}}.{table}")[0]
         out.append((r["n"], r["c"]))
     return out
 
@@ -49,28 +49,28 @@ def test_reprice_switches_raw_and_rollups_to_the_price_in_force(settings, tmp_pa
     cat = new_catalogue(tmp_path)
     before = truth(payloads, str(settings.budgets.rules_file))
     after = truth(payloads, str(settings.budgets.rules_file), catalogue=cat)
-    moved = [(a, b) for a, b in zip(before, after) if a["cost_micros"] != b["cost_micros"]]
+    moved = [(a, b) for a, b in zip(before, after) if a["cost_nanos"] != b["cost_nanos"]]
     assert moved and all(b["model"] == "gpt-4o" and b["at"] >= datetime(2026, 10, 1, tzinfo=timezone.utc)
                          for _, b in moved)
 
     dry = reprice(store, cat, *RANGE, dry_run=True)
-    assert dry.changed == len(moved) and rollup_sums(store)[0][1] == sum(r["cost_micros"] for r in before)
+    assert dry.changed == len(moved) and rollup_sums(store)[0][1] == sum(r["cost_nanos"] for r in before)
 
     seen = []
     res = reprice(store, cat, *RANGE, progress=seen.append)
     assert res.changed == len(moved) and res.partitions == ["202610"]
     assert sum(seen) == res.scanned == len(before)
-    assert res.new_micros - res.old_micros == sum(b["cost_micros"] - a["cost_micros"] for a, b in moved)
+    assert res.new_nanos - res.old_nanos == sum(b["cost_nanos"] - a["cost_nanos"] for a, b in moved)
     assert {k for k, c in res.by_model_team.items()} == {("gpt-4o", "unallocated")}
 
-    expected_total = sum(r["cost_micros"] for r in after)
+    expected_total = sum(r["cost_nanos"] for r in after)
     sums = rollup_sums(store)
     assert sums == [(len(after), expected_total)] * 5  # raw (deduplicated on disk too) == every rollup
     for dim in ("team", "model"):
         rows, _ = finance_report(store, [dim], *RANGE, compare=False)
-        assert {r[dim]: r["cost_micros"] for r in rows[:-1] if r["cost_micros"]} == \
+        assert {r[dim]: r["cost_nanos"] for r in rows[:-1] if r["cost_nanos"]} == \
             {k: v for k, v in sum_by(after, dim, *RANGE).items() if v}
-        assert rows[-1]["cost_micros"] == expected_total
+        assert rows[-1]["cost_nanos"] == expected_total
     versions = store.query("SELECT DISTINCT catalogue_version AS v FROM {db}.usage_events FINAL "
                            "WHERE priced_model = 'gpt-4o' AND occurred_at >= '2026-10-01'")
     assert [r["v"] for r in versions] == ["2026-10-fix.1"]

@@ -43,7 +43,7 @@ def event(i: int, **over) -> dict:
         "gpu_hours": Decimal("0.000000001") * i, "gpu_type": "H100", "api_key_id": "k1", "project_id": "p1",
         "workspace_id": "w1", "user_id": "u1", "service_account": "", "trace_id": f"tr{i}",
         "tags": {"team": f"t{i % 3}", "résumé": "naïve ✓"}, "team": f"t{i % 3}", "workflow": "wf",
-        "cost_center": "cc", "env": "prod", "rule_id": "r1", "cost_micros": 1_234_567 * i - 5, "unpriced": i % 7 == 0,
+        "cost_center": "cc", "env": "prod", "rule_id": "r1", "cost_nanos": 1_234_567 * i - 5, "unpriced": i % 7 == 0,
         "catalogue_version": "2026-03", "provider_cost": Decimal("12.345678901234") + i,
         "provider_cost_currency": "USD",
     }

@@ -10,7 +10,7 @@ from costwarden.errors import StoreError
 from costwarden.store import migrate
 
 ROLLUP_SUMS = ("events", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-               "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "gpu_hours", "cost_micros",
+               "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "gpu_hours", "cost_nanos",
                "unpriced_events")
 
 
@@ -38,7 +38,7 @@ def test_migrations_are_versioned_and_idempotent(store):
 
 def test_every_usage_event_value_type_round_trips_exactly(migrated, make_event, t0):
     rows = [make_event(1), make_event(2, provider_cost=None, tags={}, gpu_hours=Decimal("123456789012345.123456789"),
-                              input_tokens=2**64 - 1, cost_micros=-(2**63))]
+                              input_tokens=2**64 - 1, cost_nanos=-(2**63))]
     migrated.insert("usage_events", rows)
     got = migrated.query("SELECT * FROM {db}.usage_events FINAL ORDER BY event_id")
     expected = [dict(r, unpriced=int(r["unpriced"])) for r in rows]
@@ -70,11 +70,11 @@ def test_rollups_equal_the_raw_sums(migrated, table, bucket, make_event):
         f"priced_model AS model, count() AS events, sum(requests) AS requests, sum(input_tokens) AS input_tokens, "
         f"sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
         f"sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
-        f"sum(reasoning_tokens) AS reasoning_tokens, sum(gpu_hours) AS gpu_hours, sum(cost_micros) AS cost_micros, "
+        f"sum(reasoning_tokens) AS reasoning_tokens, sum(gpu_hours) AS gpu_hours, sum(cost_nanos) AS cost_nanos, "
         f"sum(unpriced) AS unpriced_events FROM {{db}}.usage_events GROUP BY {keys} ORDER BY {keys}")
     assert rollup == raw
     assert len({r["bucket"] for r in rollup}) > 1
-    total = migrated.query(f"SELECT sum(cost_micros) AS c, sum(gpu_hours) AS g FROM {{db}}.{table}")[0]
+    total = migrated.query(f"SELECT sum(cost_nanos) AS c, sum(gpu_hours) AS g FROM {{db}}.{table}")[0]
     assert total == {"c": sum(1_234_567 * i - 5 for i in range(1, 301)),
                      "g": sum(Decimal("0.000000001") * i for i in range(1, 301))}
 
@@ -86,8 +86,8 @@ def test_insert_retried_with_same_token_is_stored_once_in_raw_and_rollups(migrat
     # count() without FINAL: the duplicate block was never written, not merely merged away.
     assert migrated.query("SELECT count() AS n FROM {db}.usage_events")[0]["n"] == 50
     for table in ("usage_rollup_minute", "usage_rollup_hour", "usage_rollup_day"):
-        got = migrated.query(f"SELECT sum(events) AS n, sum(cost_micros) AS c FROM {{db}}.{table}")[0]
-        assert got == {"n": 50, "c": sum(r["cost_micros"] for r in batch)}, table
+        got = migrated.query(f"SELECT sum(events) AS n, sum(cost_nanos) AS c FROM {{db}}.{table}")[0]
+        assert got == {"n": 50, "c": sum(r["cost_nanos"] for r in batch)}, table
     migrated.insert("usage_events", batch, dedup_token="batch-0002")  # a different token is a new batch
     assert migrated.query("SELECT count() AS n FROM {db}.usage_events")[0]["n"] == 100
 
@@ -114,11 +114,11 @@ def test_columns_a_row_omits_get_their_defaults(migrated, make_event):
     sparse = {k: v for k, v in make_event(2).items() if k not in ("tags", "provider_cost", "gpu_type", "team")}
     migrated.insert("usage_events", [full, sparse], dedup_token="mixed-1")
     migrated.insert("usage_events", [full, sparse], dedup_token="mixed-1")
-    got = migrated.query("SELECT event_id, tags, provider_cost, gpu_type, team, cost_micros "
+    got = migrated.query("SELECT event_id, tags, provider_cost, gpu_type, team, cost_nanos "
                          "FROM {db}.usage_events ORDER BY event_id")
     assert got == [
         {"event_id": "ev-00001", "tags": full["tags"], "provider_cost": full["provider_cost"], "gpu_type": "H100",
-         "team": "t1", "cost_micros": full["cost_micros"]},
+         "team": "t1", "cost_nanos": full["cost_nanos"]},
         {"event_id": "ev-00002", "tags": {}, "provider_cost": None, "gpu_type": "", "team": "",
-         "cost_micros": sparse["cost_micros"]},
+         "cost_nanos": sparse["cost_nanos"]},
     ]

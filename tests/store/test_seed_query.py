@@ -16,7 +16,7 @@ T0 = datetime(2026, 11, 2, 18, 30, tzinfo=timezone.utc)  # midnight in Asia/Kolk
 
 def raw_sums(store, start, end) -> dict:
     rows = store.query("SELECT tags['org'] AS org, team, workflow, model, if(api_key_id != '', api_key_id, project_id) "
-                       "AS key, sum(cost_micros) AS c FROM {db}.usage_events FINAL WHERE occurred_at >= "
+                       "AS key, sum(cost_nanos) AS c FROM {db}.usage_events FINAL WHERE occurred_at >= "
                        f"{ts(start)} AND occurred_at < {ts(end)} GROUP BY org, team, workflow, model, key")
     return {(r["org"], r["team"], r["workflow"], r["model"], r["key"]): r["c"] for r in rows if r["c"]}
 
@@ -25,7 +25,7 @@ def seed_sums(store, start, end) -> dict:
     out: dict = {}
     for r in store.query(SpendSeedQuery(start, end).to_sql()):
         k = (r["org"], r["team"], r["workflow"], r["model"], r["key"])
-        out[k] = out.get(k, 0) + r["cost_micros"]
+        out[k] = out.get(k, 0) + r["cost_nanos"]
     return {k: v for k, v in out.items() if v}
 
 

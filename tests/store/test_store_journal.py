@@ -81,9 +81,9 @@ def test_a_commit_cut_short_is_finished_by_the_next_owner(store, make_event):
     assert b.journal.pending() == []
     b.recover()  # nothing more; a second replay would change nothing anyway (tokens)
     a.recover()
-    n = store.query("SELECT count() AS n, sum(cost_micros) AS c FROM {db}.usage_events")[0]
-    m = store.query("SELECT sum(events) AS n, sum(cost_micros) AS c FROM {db}.usage_rollup_minute")[0]
-    assert (int(n["n"]), int(n["c"])) == (120, sum(r["cost_micros"] for r in rows))
+    n = store.query("SELECT count() AS n, sum(cost_nanos) AS c FROM {db}.usage_events")[0]
+    m = store.query("SELECT sum(events) AS n, sum(cost_nanos) AS c FROM {db}.usage_rollup_minute")[0]
+    assert (int(n["n"]), int(n["c"])) == (120, sum(r["cost_nanos"] for r in rows))
     assert (int(m["n"]), int(m["c"])) == (int(n["n"]), int(n["c"]))
 
 

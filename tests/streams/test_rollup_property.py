@@ -1,4 +1,4 @@
-"""Property: the sum of rollups equals the sum of event costs, to the micro-dollar, for any events;
+"""Property: the sum of rollups equals the sum of event costs, to the nano-dollar, for any events;
 and the store's materialized rollups equal the pure rollup of the same rows."""
 from __future__ import annotations
 
@@ -39,10 +39,10 @@ def rows_for(events):
 @hsettings(max_examples=150, deadline=None)
 def test_rollups_sum_to_the_event_costs_exactly(events):
     rows = rows_for(events)
-    total = sum(r["cost_micros"] for r in rows)
+    total = sum(r["cost_nanos"] for r in rows)
     for g in GRANULARITIES:
         agg = rollup(rows, g)
-        assert sum(v["cost_micros"] for v in agg.values()) == total
+        assert sum(v["cost_nanos"] for v in agg.values()) == total
         assert sum(v["events"] for v in agg.values()) == len(rows)
 
 

@@ -12,7 +12,7 @@ from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.budgets.loader import load_budgets_text
 from costwarden.config import load_settings
 from costwarden.events import UsageEvent
-from costwarden.money import to_micros
+from costwarden.money import to_nanos
 from costwarden.streams.attribution import Attributor, default_rules
 from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
@@ -32,14 +32,14 @@ def ev(provider="openai", model="mystery-model-x", i=0, at=None, **kw) -> UsageE
 
 def test_without_a_policy_an_unknown_model_costs_nothing_and_says_so():
     p = CAT.price(ev())
-    assert (p.unpriced, p.cost_micros, p.policy, p.blocked) == (True, 0, "none", False)
+    assert (p.unpriced, p.cost_nanos, p.policy, p.blocked) == (True, 0, "none", False)
     assert CAT.price(ev(model="gpt-4.1")).policy == "catalogue"
 
 
 def test_provider_cost_is_charged_when_the_event_carries_one():
     cat = CAT.with_unpriced_policy(UnpricedPolicy(provider_cost=True, fallback=("provider_max",)))
     p = cat.price(ev(provider_cost={"amount": "0.0123456", "currency": "USD"}))
-    assert (p.unpriced, p.policy, p.policy_detail, p.cost_micros) == (True, "provider_cost", "USD", 12_346)
+    assert (p.unpriced, p.policy, p.policy_detail, p.cost_nanos) == (True, "provider_cost", "USD", 12_346)
     assert p.breakdown == {"provider_cost": Decimal("0.0123456")}
     assert p.priced_model == "mystery-model-x"
     # a cost in another currency is not converted: the fallback charges it
@@ -47,7 +47,7 @@ def test_provider_cost_is_charged_when_the_event_carries_one():
     assert eur.policy == "fallback"
     # a priced model ignores the provider's claim: the catalogue decides
     known = cat.price(ev(model="gpt-4.1", provider_cost={"amount": "99", "currency": "USD"}))
-    assert (known.policy, known.unpriced, known.cost_micros) == ("catalogue", False, 8_500)
+    assert (known.policy, known.unpriced, known.cost_nanos) == ("catalogue", False, 8_500)
 
 
 def _max_rates(cat: PriceCatalogue, providers: list[str]) -> dict[str, Decimal]:
@@ -68,7 +68,7 @@ def test_provider_max_fallback_charges_each_class_at_the_providers_highest_rate(
     top = _max_rates(CAT, ["openai"])
     exact = sum((Decimal(n) * top[c] / 1_000_000 for c, n in TOKENS.items()), Decimal(0))
     assert (p.unpriced, p.policy, p.policy_detail) == (True, "fallback", "provider_max:openai")
-    assert p.exact_usd == exact and p.cost_micros == to_micros(exact) > 0
+    assert p.exact_usd == exact and p.cost_nanos == to_nanos(exact) > 0
     # batch tier multipliers apply to the fallback rates too
     assert cat.price(ev(service_tier="batch")).exact_usd == exact / 2
     # a cloud's fallback includes the vendors it inherits
@@ -82,7 +82,7 @@ def test_fixed_fallback_charges_the_configured_rates_per_1k_tokens():
                                                   fixed_per_1k={"input": Decimal("0.01"), "output": Decimal("0.03")}))
     p = cat.price(ev())
     # 2,000 input x $0.01/1k + 1,000 cache reads at the input rate + 500 output x $0.03/1k
-    assert (p.policy, p.policy_detail, p.exact_usd, p.cost_micros) == ("fallback", "fixed", Decimal("0.045"), 45_000)
+    assert (p.policy, p.policy_detail, p.exact_usd, p.cost_nanos) == ("fallback", "fixed", Decimal("0.045"), 45_000)
 
 
 def test_fallbacks_are_tried_in_order_then_block():
@@ -94,23 +94,23 @@ def test_fallbacks_are_tried_in_order_then_block():
     assert cat.price(ev(provider="brand-new-cloud")).policy_detail == "fixed"
     blocked = CAT.with_unpriced_policy(UnpricedPolicy(fallback=("provider_max",), block=True)).price(
         ev(provider="brand-new-cloud"))
-    assert (blocked.policy, blocked.blocked, blocked.unpriced, blocked.cost_micros) == ("block", True, True, 0)
+    assert (blocked.policy, blocked.blocked, blocked.unpriced, blocked.cost_nanos) == ("block", True, True, 0)
 
 
 def test_unknown_gpu_types_are_charged_by_the_policy_too():
     gpu = {"gpu_hours": "2", "gpu_type": "tpu-v5e"}
     maxed = CAT.with_unpriced_policy(UnpricedPolicy(fallback=("provider_max",)))
     p = maxed.price(ev(provider="self_hosted", model="", tokens={}, compute=gpu))
-    assert (p.unpriced, p.policy, p.breakdown, p.cost_micros) == (True, "fallback", {"gpu": Decimal("7.60")}, 7_600_000)
+    assert (p.unpriced, p.policy, p.breakdown, p.cost_nanos) == (True, "fallback", {"gpu": Decimal("7.60")}, 7_600_000)
     # the GPU is the cost: a self-hosted model's tokens are informational, as for a known GPU type
     with_tokens = maxed.price(ev(provider="self_hosted", model="llama-3.1-70b", compute=gpu))
-    assert (with_tokens.policy, with_tokens.cost_micros) == ("fallback", 7_600_000)
+    assert (with_tokens.policy, with_tokens.cost_nanos) == ("fallback", 7_600_000)
     fixed = CAT.with_unpriced_policy(UnpricedPolicy(fallback=("fixed",), fixed_per_gpu_hour=Decimal("2.25")))
-    assert fixed.price(ev(provider="self_hosted", model="", tokens={}, compute=gpu)).cost_micros == 4_500_000
+    assert fixed.price(ev(provider="self_hosted", model="", tokens={}, compute=gpu)).cost_nanos == 4_500_000
     assert fixed.price(ev()).policy == "none"  # no token rates configured: the fixed fallback does not apply
     opencost = maxed.with_unpriced_policy(UnpricedPolicy(provider_cost=True)).price(
         ev(provider="self_hosted", model="", tokens={}, compute=gpu, provider_cost={"amount": "5.5"}))
-    assert (opencost.policy, opencost.cost_micros) == ("provider_cost", 5_500_000)
+    assert (opencost.policy, opencost.cost_nanos) == ("provider_cost", 5_500_000)
 
 
 def test_settings_build_the_policy():
@@ -150,7 +150,7 @@ def test_a_workflow_using_only_an_unknown_model_trips_its_hard_budget(policy, ex
     out = proc.enrich(events)
     signals, changes = proc.charge(out.charges)
     proc.commit()
-    assert all(r["unpriced"] == 1 and r["cost_micros"] > 0 for r in out.rows)  # reports still say unpriced
+    assert all(r["unpriced"] == 1 and r["cost_nanos"] > 0 for r in out.rows)  # reports still say unpriced
     assert [(c.after.workflow, c.after.state) for c in changes] == [("prototype", State.block)]
     assert proc.controls.get("prototype").state == State.block
     # with no policy the same month is free and nothing trips: the failure this policy exists for
