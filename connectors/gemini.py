@@ -4,6 +4,9 @@
     cache_read  = cachedContentTokenCount
     output      = candidatesTokenCount + thoughtsTokenCount (thoughts are NOT inside candidates)
     reasoning   = thoughtsTokenCount
+    input_audio / input_image = the AUDIO / IMAGE entries of promptTokensDetails less those of
+                  cacheTokensDetails (taken out of input; cached tokens stay cache_read)
+    output_audio / output_image = the AUDIO / IMAGE entries of candidatesTokensDetails (out of output)
 Zero fields are omitted by the API, so an absent count is 0 here; a response without
 usageMetadata is rejected. When totalTokenCount is present it must equal
 prompt + candidates + toolUsePrompt + thoughts, else the record is rejected ("inconsistent"):
@@ -76,6 +79,14 @@ def _event(rec: Any, provider: str, event_id: str | None, occurred_at: Any, mode
     thoughts = count(um, "thoughtsTokenCount")
     if cached > prompt:
         raise bad("inconsistent", f"cachedContentTokenCount {cached} exceeds promptTokenCount {prompt}")
+    audio_in = _modality(um, "promptTokensDetails", "AUDIO") - _modality(um, "cacheTokensDetails", "AUDIO")
+    image_in = _modality(um, "promptTokensDetails", "IMAGE") - _modality(um, "cacheTokensDetails", "IMAGE")
+    audio_out, image_out = (_modality(um, "candidatesTokensDetails", m) for m in ("AUDIO", "IMAGE"))
+    if audio_in < 0 or image_in < 0 or cached + audio_in + image_in > prompt:
+        raise bad("inconsistent", "promptTokensDetails / cacheTokensDetails do not add up to promptTokenCount")
+    if audio_out + image_out > cand:
+        raise bad("inconsistent", f"candidatesTokensDetails audio {audio_out} + image {image_out} exceed "
+                                  f"candidatesTokenCount {cand}")
     if um.get("totalTokenCount") is not None:
         total = count(um, "totalTokenCount")
         if total != prompt + cand + tool + thoughts:
@@ -100,6 +111,24 @@ def _event(rec: Any, provider: str, event_id: str | None, occurred_at: Any, mode
         occurred_at=when if isinstance(when, datetime) else parse_time(when, "createTime"),
         source=source, provider=provider, model=model or opt_str(rec, "modelVersion") or "", operation="chat",
         requests=1, service_tier=st,
-        tokens=Tokens(input=prompt - cached + tool, cache_read=cached, output=cand + thoughts, reasoning=thoughts),
+        tokens=Tokens(input=prompt - cached - audio_in - image_in + tool, cache_read=cached,
+                      output=cand - audio_out - image_out + thoughts, reasoning=thoughts, input_audio=audio_in,
+                      input_image=image_in, output_audio=audio_out, output_image=image_out),
         attribution=base_attr.model_copy(update={"tags": tags}),
     )
+
+
+def _modality(um: dict, key: str, modality: str) -> int:
+    """The tokenCount of `modality` in a ModalityTokenCount list (0 when absent)."""
+    items = um.get(key)
+    if items is None:
+        return 0
+    if not isinstance(items, list):
+        raise bad("invalid_field", f"{key} must be a list")
+    n = 0
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise bad("invalid_field", f"{key}[{i}] must be an object")
+        if item.get("modality") == modality:
+            n += count(item, "tokenCount", name=f"{key}[{i}].tokenCount")
+    return n

@@ -7,6 +7,8 @@ prompt_tokens is OpenAI-style (cached and cache-written tokens inside, Anthropic
                      cache_creation_token_details splits it), cache_write_1h = its 1-hour part
     input          = prompt_tokens - cache_read - cache_write - cache_write_1h
     output         = completion_tokens; reasoning = completion_tokens_details.reasoning_tokens
+    input_audio / input_image = prompt_tokens_details.audio_tokens / .image_tokens (out of input)
+    output_audio / output_image = completion_tokens_details.audio_tokens / .image_tokens (out of output)
 response_cost -> provider_cost (exact Decimal of the JSON number text, USD): LiteLLM's claim,
 kept beside our own pricing. A LiteLLM cache hit (cache_hit: true) never reached the provider:
 its tokens are zeroed and it carries tag "litellm.cache_hit". A failed call is still an event
@@ -70,16 +72,22 @@ def _event(rec: Any) -> UsageEvent:
     w5 = written - w1h
     if w5 < 0:
         raise bad("inconsistent", f"1-hour cache writes {w1h} exceed cache_creation_input_tokens {written}")
-    uncached = prompt - cache_read - written
+    audio_in, image_in, audio_out, image_out = (
+        count(usage, f"{side}_tokens_details.{m}_tokens", name=f"usage_object.{side}_tokens_details.{m}_tokens")
+        for side, m in (("prompt", "audio"), ("prompt", "image"), ("completion", "audio"), ("completion", "image")))
+    uncached = prompt - cache_read - written - audio_in - image_in
     if uncached < 0:
-        raise bad("inconsistent", f"cache_read {cache_read} + cache_creation {written} exceed prompt_tokens {prompt}")
+        raise bad("inconsistent", f"cache_read {cache_read} + cache_creation {written} + audio {audio_in} + image {image_in} "
+                                  f"exceed prompt_tokens {prompt}")
     reasoning = count(usage, "completion_tokens_details.reasoning_tokens",
                       name="usage_object.completion_tokens_details.reasoning_tokens")
-    if reasoning > completion:
-        raise bad("inconsistent", f"reasoning_tokens {reasoning} exceed completion_tokens {completion}")
+    if reasoning + audio_out + image_out > completion:
+        raise bad("inconsistent", f"reasoning {reasoning} + audio {audio_out} + image {image_out} tokens exceed "
+                                  f"completion_tokens {completion}")
     tags = _tags(rec, meta)
     tokens = Tokens(input=uncached, cache_read=cache_read, cache_write=w5, cache_write_1h=w1h,
-                    output=completion, reasoning=reasoning)
+                    output=completion - audio_out - image_out, reasoning=reasoning, input_audio=audio_in,
+                    input_image=image_in, output_audio=audio_out, output_image=image_out)
     if rec.get("cache_hit") is True:
         tags["litellm.cache_hit"] = "true"
         tokens = Tokens()

@@ -5,7 +5,12 @@ Token accounting (OpenAI counts cached and cache-written tokens inside input_tok
     cache_read  = input_cached_tokens
     cache_write = input_cache_write_tokens (newest schema; absent in older pages)
     output      = output_tokens (reasoning is inside; the Usage API does not split it out)
-Audio tokens stay inside input/output (we have no audio class; priced as text).
+    input_audio = input_audio_tokens, output_audio = output_audio_tokens (the Usage API counts
+                  them apart from the text input_tokens / output_tokens)
+Per-request usage counts every modality inside prompt/completion (or input/output) tokens:
+    input_audio / input_image = *_tokens_details.audio_tokens / .image_tokens, taken out of input;
+    output_audio / output_image likewise out of output; an Images API response (gpt-image-1:
+    `data` + usage.input_tokens_details.text_tokens) bills all its output tokens as image tokens.
 """
 from __future__ import annotations
 
@@ -100,7 +105,8 @@ def _usage_event(row: Any, start: datetime, raw_start: Any) -> UsageEvent:
         provider=PROVIDER, model=model, operation=operation,
         requests=count(row, "num_model_requests", required=True), service_tier=service_tier,
         tokens=Tokens(input=uncached, cache_read=cached, cache_write=written,
-                      output=count(row, "output_tokens", required=output_required)),
+                      output=count(row, "output_tokens", required=output_required),
+                      input_audio=count(row, "input_audio_tokens"), output_audio=count(row, "output_audio_tokens")),
         attribution=attribution,
     )
 
@@ -162,21 +168,29 @@ def _response_event(data: Any, event_id: str | None, occurred_at: Any, model: st
     if not isinstance(usage, dict):
         raise bad("missing_field", "usage is required")
     if "prompt_tokens" in usage:  # Chat Completions / Embeddings
+        pre_in, pre_out = "prompt_tokens", "completion_tokens"
         prompt = count(usage, "prompt_tokens", required=True)
-        cached = count(usage, "prompt_tokens_details.cached_tokens")
         output = count(usage, "completion_tokens")
-        reasoning = count(usage, "completion_tokens_details.reasoning_tokens")
         operation = "chat" if "completion_tokens" in usage else "embeddings"
-    else:  # Responses API
+    else:  # Responses API, Images API
+        pre_in, pre_out = "input_tokens", "output_tokens"
         prompt = count(usage, "input_tokens", required=True)
-        cached = count(usage, "input_tokens_details.cached_tokens")
         output = count(usage, "output_tokens", required=True)
-        reasoning = count(usage, "output_tokens_details.reasoning_tokens")
         operation = "chat"
-    if cached > prompt:
-        raise bad("inconsistent", f"cached_tokens {cached} exceed prompt tokens {prompt}")
-    if reasoning > output:
-        raise bad("inconsistent", f"reasoning_tokens {reasoning} exceed output tokens {output}")
+    cached = count(usage, f"{pre_in}_details.cached_tokens")
+    reasoning = count(usage, f"{pre_out}_details.reasoning_tokens")
+    audio_in, image_in = count(usage, f"{pre_in}_details.audio_tokens"), count(usage, f"{pre_in}_details.image_tokens")
+    audio_out, image_out = (count(usage, f"{pre_out}_details.audio_tokens"),
+                            count(usage, f"{pre_out}_details.image_tokens"))
+    if isinstance(data.get("data"), list) and isinstance(usage.get("input_tokens_details"), dict) \
+            and "text_tokens" in usage["input_tokens_details"] and not audio_out and not image_out:
+        image_out, operation = output, "image_generation"  # an Images API response: its output is images
+    if cached + audio_in + image_in > prompt:
+        raise bad("inconsistent", f"cached {cached} + audio {audio_in} + image {image_in} tokens exceed "
+                                  f"prompt tokens {prompt}")
+    if reasoning + audio_out + image_out > output:
+        raise bad("inconsistent", f"reasoning {reasoning} + audio {audio_out} + image {image_out} tokens exceed "
+                                  f"output tokens {output}")
     when = occurred_at if occurred_at is not None else data.get("created", data.get("created_at"))
     if not event_id:
         event_id = native_id(source, data.get("id"))
@@ -185,6 +199,8 @@ def _response_event(data: Any, event_id: str | None, occurred_at: Any, model: st
         occurred_at=when if isinstance(when, datetime) else parse_time(when, "created"),
         source=source, provider=provider, model=model or opt_str(data, "model") or "", operation=operation,
         requests=1, service_tier=tier(service_tier if service_tier is not None else data.get("service_tier")),
-        tokens=Tokens(input=prompt - cached, cache_read=cached, output=output, reasoning=reasoning),
+        tokens=Tokens(input=prompt - cached - audio_in - image_in, cache_read=cached,
+                      output=output - audio_out - image_out, reasoning=reasoning, input_audio=audio_in,
+                      output_audio=audio_out, input_image=image_in, output_image=image_out),
         attribution=attribution or Attribution(),
     )

@@ -6,6 +6,8 @@ gen_ai.usage.input_tokens INCLUDES cache reads and cache creation (semconv SHOUL
     cache_read  = gen_ai.usage.cache_read.input_tokens
     cache_write = gen_ai.usage.cache_creation.input_tokens
     output      = gen_ai.usage.output_tokens; reasoning = gen_ai.usage.reasoning.output_tokens
+    input_audio = llm.token_count.prompt_details.audio (OpenInference; inside input_tokens, taken out)
+    output_audio = llm.token_count.completion_details.audio (inside output_tokens, taken out)
 For instrumentations that report input without cache, set OtlpMapping(input_includes_cache=False).
 Spans without gen_ai usage attributes are skipped (not rejected): most spans of a trace are not
 model calls. Event id: "otlp:<traceId>:<spanId>" with the ids in lowercase (OTLP/JSON ids are
@@ -133,14 +135,16 @@ def _event(span: Any, a: dict[str, Any], res: dict[str, Any], m: OtlpMapping) ->
     total_in = _attr_count(a, "gen_ai.usage.input_tokens")
     cache_read = _attr_count(a, "gen_ai.usage.cache_read.input_tokens")
     cache_write = _attr_count(a, "gen_ai.usage.cache_creation.input_tokens")
-    uncached = total_in - cache_read - cache_write if m.input_includes_cache else total_in
+    audio_in = _attr_count(a, "llm.token_count.prompt_details.audio")
+    audio_out = _attr_count(a, "llm.token_count.completion_details.audio")
+    uncached = (total_in - cache_read - cache_write if m.input_includes_cache else total_in) - audio_in
     if uncached < 0:
-        raise bad("inconsistent", f"cache_read {cache_read} + cache_creation {cache_write} exceed "
+        raise bad("inconsistent", f"cache_read {cache_read} + cache_creation {cache_write} + audio {audio_in} exceed "
                                   f"gen_ai.usage.input_tokens {total_in}")
     output = _attr_count(a, "gen_ai.usage.output_tokens")
     reasoning = _attr_count(a, "gen_ai.usage.reasoning.output_tokens")
-    if reasoning > output:
-        raise bad("inconsistent", f"reasoning {reasoning} exceeds gen_ai.usage.output_tokens {output}")
+    if reasoning + audio_out > output:
+        raise bad("inconsistent", f"reasoning {reasoning} + audio {audio_out} exceed gen_ai.usage.output_tokens {output}")
     model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model") or ""
     operation = a.get("gen_ai.operation.name") or "chat"
     service_tier = next((a[k] for k in _TIER_KEYS if a.get(k) is not None), None)
@@ -149,8 +153,8 @@ def _event(span: Any, a: dict[str, Any], res: dict[str, Any], m: OtlpMapping) ->
         occurred_at=parse_time(span.get("startTimeUnixNano"), "startTimeUnixNano"),
         source=SOURCE, provider=provider, model=str(model), operation=str(operation), requests=1,
         service_tier=tier(service_tier), attribution=_attribution(a, res, m, trace_id),
-        tokens=Tokens(input=uncached, cache_read=cache_read, cache_write=cache_write, output=output,
-                      reasoning=reasoning),
+        tokens=Tokens(input=uncached, cache_read=cache_read, cache_write=cache_write, output=output - audio_out,
+                      reasoning=reasoning, input_audio=audio_in, output_audio=audio_out),
     )
 
 

@@ -54,8 +54,14 @@ class Tokens(BaseModel):
     cache_read: int = Field(0, ge=0)
     cache_write: int = Field(0, ge=0, description="cache writes, 5-minute/default TTL")
     cache_write_1h: int = Field(0, ge=0)
-    output: int = Field(0, ge=0, description="all billed output tokens, reasoning included")
+    output: int = Field(0, ge=0, description="billed text output tokens, reasoning included")
     reasoning: int = Field(0, ge=0, description="part of output; reported, never priced")
+    # Other modalities, disjoint from the text classes above (a provider's audio and image tokens
+    # are priced at their own rates; a model without one is charged its text rate for them).
+    input_audio: int = Field(0, ge=0, description="audio input tokens (not in input)")
+    output_audio: int = Field(0, ge=0, description="audio output tokens (not in output)")
+    input_image: int = Field(0, ge=0, description="image input tokens (not in input)")
+    output_image: int = Field(0, ge=0, description="image output tokens (not in output)")
 
     @model_validator(mode="after")
     def _reasoning_inside_output(self) -> "Tokens":
@@ -65,7 +71,7 @@ class Tokens(BaseModel):
 
     @property
     def prompt_total(self) -> int:
-        return self.input + self.cache_read + self.cache_write + self.cache_write_1h
+        return self.input + self.cache_read + self.cache_write + self.cache_write_1h + self.input_audio + self.input_image
 
 
 class Compute(BaseModel):

@@ -11,8 +11,9 @@ from costwarden.money import from_nanos
 from costwarden.store import Store
 from costwarden.store.queries import ReportQuery, SpendSeedQuery
 
+MODALITY_COLS = ["input_audio_tokens", "output_audio_tokens", "input_image_tokens", "output_image_tokens"]
 TOKEN_COLS = ["input_tokens", "cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens", "output_tokens",
-              "reasoning_tokens"]
+              "reasoning_tokens", *MODALITY_COLS]
 
 
 def spend_report(store: Store, by: list[str], start: datetime, end: datetime) -> tuple[list[dict], list[str]]:
@@ -30,7 +31,8 @@ def spend_report(store: Store, by: list[str], start: datetime, end: datetime) ->
         per = r.get("request_cost_nanos", r["cost_nanos"])
         r["cost_per_request_usd"] = (from_nanos(per) / r["requests"]).quantize(from_nanos(1)) \
             if r["requests"] else None
-    columns = [*by, "requests", "input_tokens", "cache_read_tokens", "output_tokens", "cost_usd",
+    seen = [c for c in MODALITY_COLS if any(r[c] for r in rows)]  # audio / image columns when used
+    columns = [*by, "requests", "input_tokens", "cache_read_tokens", "output_tokens", *seen, "cost_usd",
                "cost_per_request_usd", "cost_nanos", "unpriced_events"]
     return rows, columns
 

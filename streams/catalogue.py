@@ -21,7 +21,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from costwarden.errors import FileError
 from costwarden.events import ServiceTier
 from costwarden.streams.pricing import (
-    _CTX, NO_POLICY, GpuEntry, ModelEntry, PriceVersion, Pricer, ProviderTable, RateCard, UnpricedPolicy,
+    _CTX, BASE_CLASS, NO_POLICY, TOKEN_CLASSES, GpuEntry, ModelEntry, PriceVersion, Pricer, ProviderTable, RateCard, UnpricedPolicy,
 )
 
 RATE_PLACES = 6  # decimal places allowed in a USD-per-1M or USD-per-GPU-hour rate
@@ -84,6 +84,11 @@ class Rates(_Strict):
     cache_read: Rate | None = None
     cache_write: Rate | None = None
     cache_write_1h: Rate | None = None
+    # audio and image tokens, where the model prices them apart from text (else the text rate)
+    input_audio: Rate | None = None
+    output_audio: Rate | None = None
+    input_image: Rate | None = None
+    output_image: Rate | None = None
 
 
 class LongContext(Rates):
@@ -332,11 +337,13 @@ def _parse(text: str, filename: str, loader_cls: type, partial: bool = False) ->
 
 # -- compilation ----------------------------------------------------------------------------
 def _card(r: Rates, mult: Decimal) -> RateCard:
-    def per_token(v: Decimal | None) -> Decimal:
-        return _CTX.multiply((r.input if v is None else v).scaleb(-6), mult)
+    def per_token(cls: str) -> Decimal:
+        v = getattr(r, cls)
+        if v is None:
+            v = getattr(r, BASE_CLASS[cls])
+        return _CTX.multiply(v.scaleb(-6), mult)
 
-    return RateCard(per_token(r.input), per_token(r.cache_read), per_token(r.cache_write),
-                    per_token(r.cache_write_1h), per_token(r.output))
+    return RateCard(*(per_token(c) for c in TOKEN_CLASSES))
 
 
 def _version(v: PriceVersionFile, tiers: dict[str, Decimal]) -> PriceVersion:

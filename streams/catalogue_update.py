@@ -23,8 +23,11 @@ Mapping (genai-prices -> ours), stated once:
         undated price -> effective_from UNDATED ("in force since before the source's history")
     time-of-day prices (DeepSeek off-peak) -> not expressible: the highest (peak) rate, all day
     rates with more than 6 decimal places -> rounded half-even to 6 (our unit)
-    audio / image / video tokens, per-request fees, web searches, characters, seconds -> not priced
-        here (listed in the report); a model with no token rate at all is left out
+    input_audio_mtok / output_audio_mtok / input_image_mtok / output_image_mtok -> input_audio /
+        output_audio / input_image / output_image (our disjoint modality classes; a model without
+        one charges its text rate for them, as genai does)
+    cached audio / image reads, video tokens, per-request fees, web searches, characters, seconds
+        -> not priced here (listed in the report); a model with no token rate at all is left out
     price variants (priority / flex / batch per model) -> not imported: service tiers are our
         multipliers (overrides.yaml)
     model match rules -> keys and aliases (equals, and the literal of starts_with / contains /
@@ -57,7 +60,10 @@ from costwarden.streams.catalogue import (
 from costwarden.streams.pricing import _AT_VERSION, _BEDROCK_VERSION, _REGION, _VENDOR, model_candidates
 
 UNDATED = "2000-01-01"
-RATE_KEYS = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
+RATE_KEYS = ("input", "cache_read", "cache_write", "cache_write_1h", "output",
+             "input_audio", "output_audio", "input_image", "output_image")
+_MODALITY_KEYS = {"input_audio": "input_audio_mtok", "output_audio": "output_audio_mtok",
+                  "input_image": "input_image_mtok", "output_image": "output_image_mtok"}
 
 # genai-prices provider id -> our provider name (OpenTelemetry gen_ai.provider.name where defined).
 # Any other id is used as it is.
@@ -68,7 +74,8 @@ GENAI_PROVIDERS = {
 }
 PROVIDER_ORDER = ("openai", "anthropic", "gcp.gemini", "gcp.vertex_ai", "aws.bedrock", "azure.ai.openai",
                   "mistral_ai", "x_ai", "cohere", "deepseek", "groq", "perplexity", "meta")
-_PRICE_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok"}
+_PRICE_KEYS = {"input_mtok", "output_mtok", "cache_read_mtok", "cache_write_mtok", "cache_write_1h_mtok",
+               *_MODALITY_KEYS.values()}
 _Q = Decimal(1).scaleb(-RATE_PLACES)
 
 
@@ -167,6 +174,10 @@ def _rates(mp: Any, prov: str, mid: str, report: Report) -> dict | None:
         if cw1 is not None or cw is not None:
             c["cache_write_1h"] = cw1 if cw1 is not None else cw  # genai bills 1 h writes as cache writes
         c["output"] = at("output_mtok", start) or Decimal(0)
+        for ours, theirs in _MODALITY_KEYS.items():
+            v = at(theirs, start)
+            if v is not None:
+                c[ours] = v
         return c
 
     out = card(None)
@@ -824,6 +835,8 @@ USAGES: dict[str, dict[str, int]] = {
     "cache-1h": {"input": 1_000, "cache_read": 5_000, "cache_write_1h": 3_000, "output": 400},
     "long-prompt": {"input": 150_000, "cache_read": 140_000, "cache_write": 10_000, "output": 5_000},
     "tiny": {"input": 10, "output": 20},
+    "audio": {"input": 800, "cache_read": 200, "input_audio": 4_000, "output": 300, "output_audio": 600},
+    "image": {"input": 500, "input_image": 1_500, "output": 200, "output_image": 4_000},
 }
 
 
@@ -846,9 +859,13 @@ def _genai_usage(t: dict[str, int]):
     from genai_prices import Usage
 
     cw, cw1 = t.get("cache_write", 0), t.get("cache_write_1h", 0)
-    return Usage(input_tokens=t.get("input", 0) + t.get("cache_read", 0) + cw + cw1,
+    ia, oa, ii, oi = (t.get(k, 0) for k in ("input_audio", "output_audio", "input_image", "output_image"))
+    # genai's input/output counts are totals over every modality; ours are disjoint classes
+    return Usage(input_tokens=t.get("input", 0) + t.get("cache_read", 0) + cw + cw1 + ia + ii,
                  cache_read_tokens=t.get("cache_read", 0), cache_write_tokens=cw + cw1,
-                 cache_write_1h_tokens=cw1, output_tokens=t.get("output", 0))
+                 cache_write_1h_tokens=cw1, output_tokens=t.get("output", 0) + oa + oi,
+                 input_audio_tokens=ia, output_audio_tokens=oa, input_image_tokens=ii, output_image_tokens=oi,
+                 cache_audio_read_tokens=0, cache_image_read_tokens=0)  # cached reads are text here
 
 
 def sample(providers: list, per_provider: int = 6) -> list[tuple[Any, Any]]:

@@ -42,7 +42,11 @@ from costwarden.money import to_nanos
 # an exponent >= -16 and a total under $10,000 also stays exact in to_nanos' default context.
 _CTX = Context(prec=80)
 _ZERO = Decimal(0)
-TOKEN_CLASSES = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
+TOKEN_CLASSES = ("input", "cache_read", "cache_write", "cache_write_1h", "output",
+                 "input_audio", "output_audio", "input_image", "output_image")
+# a class without a rate of its own costs the rate of its direction (cache: input)
+BASE_CLASS = {"cache_read": "input", "cache_write": "input", "cache_write_1h": "input",
+              "input_audio": "input", "input_image": "input", "output_audio": "output", "output_image": "output"}
 _CACHE_MAX = 65_536
 
 
@@ -107,8 +111,9 @@ class UnpricedPolicy:
                            "provider_max"  each token class at the highest rate of any model of the event's
                                            provider (and the providers it inherits), at the event's service
                                            tier; GPU hours at the provider's highest GPU rate
-                           "fixed"         fixed_per_1k (USD per 1,000 tokens per class; a cache class left
-                                           out is the input rate) and fixed_per_gpu_hour
+                           "fixed"         fixed_per_1k (USD per 1,000 tokens per class; a class left out
+                                           costs its BASE_CLASS rate: cache and audio/image input
+                                           the input rate, audio/image output the output rate) and fixed_per_gpu_hour
     block                then, if True, policy "block" (cost 0): the core turns it into a control
     otherwise            policy "none", cost 0 (the behaviour before policies existed)
     """
@@ -142,6 +147,10 @@ class RateCard:
     cache_write: Decimal
     cache_write_1h: Decimal
     output: Decimal
+    input_audio: Decimal
+    output_audio: Decimal
+    input_image: Decimal
+    output_image: Decimal
 
 
 @dataclass(frozen=True)
@@ -369,9 +378,10 @@ class Pricer:
                 gpu_rate, card = pol.fixed_per_gpu_hour, None
             elif pol.fixed_per_1k:
                 per_1k = pol.fixed_per_1k
-                inp = per_1k.get("input", _ZERO)
-                gpu_rate, card = None, RateCard(*(per_1k.get(c, inp if c.startswith("cache") else _ZERO).scaleb(-3)
-                                                  for c in TOKEN_CLASSES))
+
+                def rate(c: str) -> Decimal:
+                    return per_1k.get(c, rate(BASE_CLASS[c]) if c in BASE_CLASS else _ZERO)
+                gpu_rate, card = None, RateCard(*(rate(c).scaleb(-3) for c in TOKEN_CLASSES))
             else:
                 return None
             detail = "fixed"
@@ -403,7 +413,7 @@ class Pricer:
             for entry in {id(e): e for e in table.models.values()}.values():
                 for ver in entry.versions:
                     c = ver.by_tier[tier]
-                    rates = [c.input, c.cache_read, c.cache_write, c.cache_write_1h, c.output]
+                    rates = [getattr(c, k) for k in TOKEN_CLASSES]
                     best = rates if best is None else [max(a, b) for a, b in zip(best, rates)]
             for g in {id(e): e for e in table.gpus.values()}.values():
                 top = max(g.per_hour)
@@ -452,7 +462,7 @@ def _price_tokens(ver: PriceVersion, ev: UsageEvent, parts: dict[str, Decimal]) 
                     if floor is not None and above <= floor:
                         chosen = cards
         elif ev.requests:
-            prompt = t.input + t.cache_read + t.cache_write + t.cache_write_1h
+            prompt = t.prompt_total
             for above, cards in ver.long_context:
                 if prompt > above * ev.requests:
                     chosen = cards
@@ -476,3 +486,7 @@ def _add_token_parts(card: RateCard, ev: UsageEvent, parts: dict[str, Decimal]) 
         parts["cache_write_1h"] = mul(t.cache_write_1h, card.cache_write_1h)
     if t.output:
         parts["output"] = mul(t.output, card.output)
+    for c in ("input_audio", "output_audio", "input_image", "output_image"):
+        n = getattr(t, c)
+        if n:
+            parts[c] = mul(n, getattr(card, c))

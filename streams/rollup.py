@@ -17,7 +17,8 @@ from costwarden.streams.attribution import Attributed
 
 DIMS = ("team", "workflow", "cost_center", "env", "provider", "model")
 MEASURES = ("events", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "gpu_hours", "cost_nanos",
+            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "input_audio_tokens",
+            "output_audio_tokens", "input_image_tokens", "output_image_tokens", "gpu_hours", "cost_nanos",
             "unpriced_events")
 GRANULARITIES = ("minute", "hour", "day")
 
@@ -31,6 +32,8 @@ def event_row(ev: UsageEvent, price, a: Attributed, ingested_at: datetime) -> di
         "operation": ev.operation, "service_tier": ev.service_tier.value, "requests": ev.requests,
         "input_tokens": t.input, "cache_read_tokens": t.cache_read, "cache_write_tokens": t.cache_write,
         "cache_write_1h_tokens": t.cache_write_1h, "output_tokens": t.output, "reasoning_tokens": t.reasoning,
+        "input_audio_tokens": t.input_audio, "output_audio_tokens": t.output_audio,
+        "input_image_tokens": t.input_image, "output_image_tokens": t.output_image,
         "gpu_hours": ev.compute.gpu_hours if ev.compute else Decimal(0),
         "gpu_type": (ev.compute.gpu_type or "") if ev.compute else "",
         "api_key_id": at.api_key_id or "", "project_id": at.project_id or "", "workspace_id": at.workspace_id or "",
@@ -61,7 +64,7 @@ def rollup(rows: Iterable[dict[str, Any]], granularity: str) -> dict[tuple, dict
         agg = out[key]
         agg["events"] += 1
         agg["requests"] += r["requests"]
-        for m in MEASURES[2:9]:
+        for m in MEASURES[2:-2]:
             agg[m] += r[m]
         agg["cost_nanos"] += r["cost_nanos"]
         agg["unpriced_events"] += r["unpriced"]

@@ -2,7 +2,7 @@
 model, service tier, operation, team, workflow, cost centre, env, GPU type, catalogue version).
 
 Costs are the catalogue's list prices: BilledCost = EffectiveCost = ListCost = ContractedCost
-(costwarden knows no negotiated discounts), exact Decimal with 6 places; the BilledCost column
+(costwarden knows no negotiated discounts), exact Decimal with 9 places; the BilledCost column
 sums to the events' cost to the nano-dollar. Timestamps are UTC. Custom columns carry the `x_`
 prefix (token classes, requests, events, GPU hours, env, catalogue version, unpriced events).
 """
@@ -14,6 +14,7 @@ from decimal import Decimal
 
 from costwarden.finance.queries import FocusQuery
 from costwarden.money import from_nanos
+from costwarden.reports import MODALITY_COLS
 from costwarden.store import Store
 
 MANDATORY = ("BilledCost", "BillingAccountId", "BillingAccountName", "BillingCurrency", "BillingPeriodStart",
@@ -22,7 +23,8 @@ MANDATORY = ("BilledCost", "BillingAccountId", "BillingAccountName", "BillingCur
              "PricingQuantity", "PricingUnit", "ProviderName", "PublisherName", "ServiceCategory", "ServiceName")
 EXTRA = ("ConsumedQuantity", "ConsumedUnit", "Tags", "SkuId", "RegionId")
 CUSTOM = ("x_Requests", "x_Events", "x_InputTokens", "x_CacheReadTokens", "x_CacheWriteTokens",
-          "x_CacheWrite1hTokens", "x_OutputTokens", "x_ReasoningTokens", "x_GpuHours", "x_Model",
+          "x_CacheWrite1hTokens", "x_OutputTokens", "x_ReasoningTokens", "x_InputAudioTokens",
+          "x_OutputAudioTokens", "x_InputImageTokens", "x_OutputImageTokens", "x_GpuHours", "x_Model",
           "x_ServiceTier", "x_Env", "x_CatalogueVersion", "x_UnpricedEvents", "x_Source")
 COLUMNS = (*MANDATORY, *EXTRA, *CUSTOM)
 MONEY = ("BilledCost", "ContractedCost", "EffectiveCost", "ListCost")
@@ -45,7 +47,7 @@ def arrow_schema():
     fields = []
     for c in COLUMNS:
         if c in MONEY:
-            t = pa.decimal128(38, 6)
+            t = pa.decimal128(38, 9)
         elif c in TIMES:
             t = pa.timestamp("us", tz="UTC")
         elif c in ("PricingQuantity", "ConsumedQuantity", "x_GpuHours"):
@@ -76,7 +78,7 @@ def focus_row(r: dict, account_id: str, account_name: str) -> dict:
     provider = r["provider"]
     provider_name = PROVIDER_NAMES.get(provider, provider)
     tokens = sum(r[k] for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
-                                "cache_write_1h_tokens", "output_tokens"))
+                                "cache_write_1h_tokens", "output_tokens", *MODALITY_COLS))
     gpu = Decimal(r["gpu_hours"])
     if gpu:
         consumed, unit = gpu, "GPU-Hours"
@@ -106,7 +108,9 @@ def focus_row(r: dict, account_id: str, account_name: str) -> dict:
         "x_Requests": r["requests"], "x_Events": r["events"], "x_InputTokens": r["input_tokens"],
         "x_CacheReadTokens": r["cache_read_tokens"], "x_CacheWriteTokens": r["cache_write_tokens"],
         "x_CacheWrite1hTokens": r["cache_write_1h_tokens"], "x_OutputTokens": r["output_tokens"],
-        "x_ReasoningTokens": r["reasoning_tokens"], "x_GpuHours": gpu if gpu else None, "x_Model": r["model"],
+        "x_ReasoningTokens": r["reasoning_tokens"], "x_InputAudioTokens": r["input_audio_tokens"],
+        "x_OutputAudioTokens": r["output_audio_tokens"], "x_InputImageTokens": r["input_image_tokens"],
+        "x_OutputImageTokens": r["output_image_tokens"], "x_GpuHours": gpu if gpu else None, "x_Model": r["model"],
         "x_ServiceTier": r["service_tier"], "x_Env": r["env"], "x_CatalogueVersion": r["catalogue_version"],
         "x_UnpricedEvents": r["unpriced_events"], "x_Source": "costwarden",
     }

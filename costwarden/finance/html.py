@@ -18,6 +18,7 @@ from html import escape
 
 from costwarden import human
 from costwarden.money import from_nanos
+from costwarden.reports import MODALITY_COLS
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563", "#ca8a04", "#db2777",
            "#65a30d")
@@ -284,7 +285,8 @@ def render(title: str, start: datetime, end: datetime, team_rows: list[dict], te
     body_rows = [r for r in team_rows if r.get("team") != "TOTAL"]
     for r in team_rows:
         r["tokens"] = sum(r.get(k, 0) or 0 for k in ("input_tokens", "cache_read_tokens", "cache_write_tokens",
-                                                        "cache_write_1h_tokens", "output_tokens"))
+                                                        "cache_write_1h_tokens", "output_tokens",
+                                                        *MODALITY_COLS))
     compare = "previous_cost_usd" in team_cols
     cols = ["team", *[c for c in TEAM_COLUMNS if c in team_cols or c == "tokens"]]
     if not any(r.get("runs") for r in team_rows):

@@ -90,6 +90,8 @@ class FocusQuery:
                 "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
                 "sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
                 "sum(reasoning_tokens) AS reasoning_tokens, sum(toDecimal128(gpu_hours, 9)) AS gpu_hours, "
+                "sum(input_audio_tokens) AS input_audio_tokens, sum(output_audio_tokens) AS output_audio_tokens, "
+                "sum(input_image_tokens) AS input_image_tokens, sum(output_image_tokens) AS output_image_tokens, "
                 "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced_events "
                 f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} "
                 f"GROUP BY {keys} ORDER BY {keys}")

@@ -41,6 +41,8 @@ _ROLLUP_SELECT = (
     "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
     "sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
     "sum(reasoning_tokens) AS reasoning_tokens, sum(toDecimal128(gpu_hours, 9)) AS gpu_hours, "
+    "sum(input_audio_tokens) AS input_audio_tokens, sum(output_audio_tokens) AS output_audio_tokens, "
+    "sum(input_image_tokens) AS input_image_tokens, sum(output_image_tokens) AS output_image_tokens, "
     "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced_events "
     "FROM {{db}}.{src} FINAL GROUP BY bucket, team, workflow, cost_center, env, provider, model")
 STAGE = "reprice_stage_"
@@ -65,7 +67,7 @@ class RepriceResult:
 
 PRICE_COLUMNS = ("event_id, occurred_at, source, provider, model, requests, service_tier, input_tokens, "
                  "cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, reasoning_tokens, "
-                 "gpu_hours, gpu_type, tags, team, cost_nanos, unpriced, priced_model")
+                 "input_audio_tokens, output_audio_tokens, input_image_tokens, output_image_tokens, gpu_hours, gpu_type, tags, team, cost_nanos, unpriced, priced_model")
 
 
 def event_from_row(r: dict) -> UsageEvent:
@@ -77,7 +79,9 @@ def event_from_row(r: dict) -> UsageEvent:
         model=r["model"], requests=r["requests"], service_tier=r["service_tier"],
         tokens=Tokens(input=r["input_tokens"], cache_read=r["cache_read_tokens"],
                       cache_write=r["cache_write_tokens"], cache_write_1h=r["cache_write_1h_tokens"],
-                      output=r["output_tokens"], reasoning=r["reasoning_tokens"]),
+                      output=r["output_tokens"], reasoning=r["reasoning_tokens"],
+                      input_audio=r["input_audio_tokens"], output_audio=r["output_audio_tokens"],
+                      input_image=r["input_image_tokens"], output_image=r["output_image_tokens"]),
         compute=Compute(gpu_hours=gpu, gpu_type=r["gpu_type"] or None) if gpu or r["gpu_type"] else None,
         attribution=Attribution(tags=r["tags"] or {}))
 

@@ -19,7 +19,8 @@ def ts(d: datetime) -> str:
 
 REPORT_DIMS = ("team", "workflow", "cost_center", "env", "provider", "model")
 MEASURES = ("events", "requests", "input_tokens", "cache_read_tokens", "cache_write_tokens",
-            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "cost_nanos", "unpriced_events")
+            "cache_write_1h_tokens", "output_tokens", "reasoning_tokens", "input_audio_tokens",
+            "output_audio_tokens", "input_image_tokens", "output_image_tokens", "cost_nanos", "unpriced_events")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,6 @@ def test_every_difference_has_a_stated_reason(rows):
 
 def test_the_seed_models_price_like_genai_prices_where_the_seed_is_not_more_precise(rows):
     seed = [r for r in rows if r.reason.startswith("override:")]
-    # o3's launch cache-read rate ($2.50) and Sonnet 4's long-context card: our list prices, not the snapshot's
+    # o3's launch cache-read rate ($2.50; the audio usage reads the cache too) and Sonnet 4's long-context card: our list prices, not the snapshot's
     assert {(r.model, r.usage) for r in seed} <= {("o3", "cached"), ("o3", "cache-1h"), ("o3", "long-prompt"),
-                                                  ("claude-sonnet-4-0", "long-prompt")}
+                                                  ("o3", "audio"), ("claude-sonnet-4-0", "long-prompt")}
