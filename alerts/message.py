@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from costwarden.money import fmt_usd
 
-KINDS = ("actual", "forecast", "spike")
+KINDS = ("actual", "forecast", "spike", "unpriced")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,8 @@ def _end(dt: datetime) -> str:
 def format_alert(a: BudgetAlert) -> tuple[str, str]:
     """Return (title, body): budget, scope, period, spend, % used, forecast, top three
     contributors, the action taken and how to release it."""
+    if a.kind == "unpriced":
+        return _unpriced(a)
     lines = [
         f"Budget: {a.budget_name} ({a.budget_id})",
         f"Scope: {a.scope or 'everything'}",
@@ -96,3 +98,20 @@ def format_alert(a: BudgetAlert) -> tuple[str, str]:
         lines.append(f"To release: {a.release_hint}")
     lines.append(f"Alert key: {a.key}")
     return _title(a), "\n".join(lines)
+
+
+def _unpriced(a: BudgetAlert) -> tuple[str, str]:
+    """A model the catalogue cannot price is in use (once per model and UTC day)."""
+    lines = [
+        f"Model: {a.scope} (not in the price catalogue)",
+        f"Day: {a.period_label} (UTC)",
+        f"Charged to budgets: {a.threshold}; the first call {fmt_usd(a.spend_nanos, 6)}",
+        "Reports show this usage as unpriced until the catalogue prices it.",
+        f"Action taken: {a.action}",
+        "To price it: `costwarden catalogue lookup MODEL`, then add it to an overrides file and run "
+        "`costwarden catalogue update --overrides FILE --write` (and `costwarden reprice` for the day)",
+    ]
+    if a.release_hint:
+        lines.append(f"To release: {a.release_hint}")
+    lines.append(f"Alert key: {a.key}")
+    return f"[costwarden] Unpriced model in use: {a.scope} on {a.period_label}", "\n".join(lines)

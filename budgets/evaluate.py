@@ -310,6 +310,13 @@ class BudgetLedger:
                                                   workflow, b.spike.actions, fc))
         return fired
 
+    def mark(self, key: str) -> bool:
+        """Fire `key` once (staged like a threshold): True the first time, False after."""
+        if key in self.fired:
+            return False
+        self._fire(key)
+        return True
+
     def _fire(self, key: str) -> None:
         self.fired.add(key)
         if self._undo is not None:

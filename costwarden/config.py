@@ -136,7 +136,9 @@ class UnpricedSettings(BaseModel):
     fixed_usd_per_1k: dict[Literal["input", "cache_read", "cache_write", "cache_write_1h", "output"],
                            Decimal] = Field(default_factory=dict)  # a cache class left out: the input rate
     fixed_usd_per_gpu_hour: Decimal | None = Field(None, ge=0)
-    block: bool = False  # nothing above applies: the price says policy "block"
+    block: bool = False  # nothing above applies: the price says policy "block" (the workflow is blocked)
+    # alert channels (names in alerts.channels) told once per (model, UTC day) that unpriced usage appeared
+    notify: list[str] = Field(default_factory=list)
 
     @field_validator("fixed_usd_per_1k")
     @classmethod

@@ -95,6 +95,17 @@ def alert_for(signal: Signal, changes: list[ControlChange]) -> BudgetAlert:
                        signal.amount_nanos, signal.forecast_nanos, list(signal.top), action, hint, channels)
 
 
+def unpriced_alert(n, changes: list[ControlChange]) -> BudgetAlert:
+    """The alert of an unpriced notice (streams/unpriced.py)."""
+    blocked = [c for c in changes if c.after.budget_id == f"unpriced:{n.provider}/{n.model}" and c.at == n.at]
+    action = f"workflow {n.workflow} blocked" if blocked else "notify only"
+    hint = f"costwarden controls release {n.workflow} --reason \"...\"" if blocked else ""
+    how = n.policy + (f" ({n.detail})" if n.detail else "")
+    return BudgetAlert(n.key, "", "unpriced usage", f"{n.provider}/{n.model}", f"{n.day:%Y-%m-%d}",
+                       n.day + timedelta(days=1), "unpriced", f"policy {how}", n.cost_nanos, 0, None, [],
+                       action, hint, list(n.channels))
+
+
 def budget_event_row(s: Signal) -> dict:
     return {"key": s.key, "at": s.at, "budget_id": s.budget.id, "period_start": s.period_start.replace(microsecond=0),
             "kind": s.kind, "threshold": s.threshold, "spend_nanos": s.spend_nanos,

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from costwarden.alerts.outbox import Outbox
 from costwarden.budgets.controls import ControlChange
-from costwarden.persist import absorb, alert_for, budget_event_row, change_rows, stored_ids
+from costwarden.persist import absorb, alert_for, budget_event_row, change_rows, stored_ids, unpriced_alert
 from costwarden.store import Store, tables as T
 from costwarden.store.writer import Commit, CommitWriter
 from costwarden.streams.process import Enriched, Processor
@@ -49,12 +49,14 @@ def form_commit(enriched: Enriched | None, signals: list, changes: list[ControlC
                 outbox: Outbox | None, now: datetime) -> Commit:
     """Every row one batch writes, for every table (no writes here)."""
     tables: dict[str, list] = {}
+    notices = enriched.notices if enriched is not None else []
     if enriched is not None:
         tables[T.USAGE] = enriched.rows
         tables[T.DEAD_LETTERS] = [d.row() for d in enriched.dead]
-    if signals:
-        tables[T.BUDGET_EVENTS] = [budget_event_row(s) for s in signals]
-        alerts = [a for a in (alert_for(s, changes) for s in signals) if a.channels]
+    if signals or notices:
+        tables[T.BUDGET_EVENTS] = [budget_event_row(s) for s in signals] + [n.row() for n in notices]
+        alerts = [*(alert_for(s, changes) for s in signals), *(unpriced_alert(n, changes) for n in notices)]
+        alerts = [a for a in alerts if a.channels]
         if alerts and outbox is not None:
             tables[T.ALERT_OUTBOX] = outbox.enqueue(alerts, now, write=False)
     if changes:
@@ -91,6 +93,7 @@ class BatchLoop:
         try:
             enriched = proc.enrich(items, known)
             signals, changes = proc.charge(enriched.charges)
+            changes = enriched.changes + changes
             commit = form_commit(enriched, signals, changes, self.outbox, self.clock())
             self.writer.commit(commit)
         except BaseException:

@@ -29,6 +29,7 @@ from costwarden.streams.attribution import Attributor, as_dims
 from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
 from costwarden.streams.rollup import event_row
+from costwarden.streams.unpriced import UnpricedNotice, block, notice, notice_key, within_day
 
 PAYLOAD_LIMIT = 256 * 1024
 
@@ -66,6 +67,8 @@ class Enriched:
     events: list[UsageEvent] = field(default_factory=list)  # one per row
     duplicates: list[UsageEvent] = field(default_factory=list)
     statuses: list[str] = field(default_factory=list)       # per input item: accepted|duplicate|rejected
+    notices: list[UnpricedNotice] = field(default_factory=list)  # first unpriced use of a model on a day
+    changes: list[ControlChange] = field(default_factory=list)   # blocks of the unpriced `block` policy
 
 
 @dataclass
@@ -111,6 +114,7 @@ class Processor:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.metrics = Metrics()
         self._staged = Metrics()
+        self.unpriced_notify: tuple[str, ...] = ()  # alert channels of unpriced notices
 
     # --- staging ------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -172,9 +176,10 @@ class Processor:
                 out.statuses.append("duplicate")
                 continue
             price = self.catalogue.price(item)
+            attributed = self.attributor.attribute(item)
             if price.unpriced:
                 m.unpriced[f"{item.provider}/{item.model}"] += 1
-            attributed = self.attributor.attribute(item)
+                self._unpriced(item, price, attributed.workflow, now, out)
             out.rows.append(event_row(item, price, attributed, now))
             out.events.append(item)
             at = item.attribution
@@ -184,6 +189,17 @@ class Processor:
             m.processed += 1
             m.cost_nanos += price.cost_nanos
         return out
+
+    def _unpriced(self, ev: UsageEvent, price, workflow: str, now: datetime, out: Enriched) -> None:
+        """A notice the first time a model is unpriced on a day (staged like a fired threshold), and
+        the block of the `block` policy."""
+        if price.policy == "block":
+            change = block(self.controls, ev, workflow)
+            if change is not None:
+                out.changes.append(change)
+        if within_day(ev.occurred_at, now) and self.ledger.mark(notice_key(ev.provider.strip().lower(),
+                                                                           ev.model.strip().lower(), ev.occurred_at)):
+            out.notices.append(notice(ev, price, workflow, self.unpriced_notify))
 
     # --- budget ---------------------------------------------------------------------------------
     def charge(self, charges: Iterable[Charge]) -> tuple[list[Signal], list[ControlChange]]:

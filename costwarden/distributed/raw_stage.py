@@ -29,12 +29,14 @@ Only after `handle()` returns do the agents send and commit offsets.
 """
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
 
+from costwarden.alerts.outbox import Outbox
 from costwarden.budgets.controls import ControlBook
 from costwarden.budgets.evaluate import BudgetLedger
 from costwarden.budgets.model import BudgetFile
@@ -46,11 +48,14 @@ from costwarden.events import UsageEvent
 from costwarden.persist import absorb, stored_ids
 from costwarden.pipeline import form_commit
 from costwarden.store import Store, tables as T
+from costwarden.store.queries import UNPRICED_MARKS_SQL
 from costwarden.store.store_journal import StoreJournal
 from costwarden.store.writer import Commit, CommitWriter
 from costwarden.streams.attribution import as_dims
 from costwarden.streams.process import Enriched, Processor
 from costwarden.streams.rollup import event_row
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,17 @@ class RawStage:
         self.store = store
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         s = core.settings
-        empty = BudgetLedger(BudgetFile(version=1, timezone=core.budgets.timezone, budgets=[]))
-        self.processor = Processor(core.catalogue, core.attributor, empty, ControlBook(), dedupe_window(store, s),
+        # no budgets here: the ledger only keeps the once-only marks of unpriced notices
+        marks = BudgetLedger(BudgetFile(version=1, timezone=core.budgets.timezone, budgets=[]),
+                             fired=(r["key"] for r in store.query(UNPRICED_MARKS_SQL)))
+        self.processor = Processor(core.catalogue, core.attributor, marks, ControlBook(), dedupe_window(store, s),
                                    s.limits.limits(), self.clock)
+        self.processor.unpriced_notify = tuple(s.pricing.unpriced.notify)
+        self.outbox = Outbox(store, max_attempts=s.alerts.max_attempts)  # unpriced notices' alerts
+        if s.pricing.unpriced.block:
+            log.warning("pricing.unpriced.block is applied by the embedded pipeline and `costwarden serve`; "
+                        "distributed workers charge unpriced usage by the other policies and alert, but do not "
+                        "block (docs/distributed.md)")
         self.budgets = BudgetLedger(core.budgets)  # only for matching scopes; stage 2 evaluates
         self.partitions = s.kafka.partitions if route_by_id else 0  # of the raw topic: an id's home
         self.lock = threading.RLock()  # the agent's commit point and a takeover run in worker threads
@@ -182,7 +195,7 @@ class RawStage:
         proc.begin()
         try:
             enriched = proc.enrich(items, known)
-            w.commit(form_commit(enriched, [], [], None, self.clock()))
+            w.commit(form_commit(enriched, [], [], self.outbox, self.clock()))
         except BaseException:
             proc.rollback()
             raise

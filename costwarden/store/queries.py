@@ -127,4 +127,5 @@ def known_ids_queries(ids: Iterable[str], chunk: int = 5000) -> list[KnownIdsQue
 CONTROLS_SQL = "SELECT * FROM {db}.controls FINAL ORDER BY workflow"
 AUDIT_SQL = "SELECT * FROM {db}.control_audit ORDER BY at, seq"
 FIRED_KEYS_SQL = "SELECT DISTINCT key FROM {db}.budget_events"
+UNPRICED_MARKS_SQL = "SELECT DISTINCT key FROM {db}.budget_events WHERE kind = 'unpriced'"
 TOTALS_SQL = "SELECT count() AS events, sum(cost_nanos) AS cost_nanos FROM {db}.usage_events FINAL"
