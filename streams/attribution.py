@@ -79,11 +79,31 @@ class _Compiled:
         return True
 
 
+_CACHE_MAX = 65_536
+
+
 class Attributor:
+    """Rules compiled once; results cached by the values the rules read (an event's attribution
+    depends on nothing else), so a steady stream costs a few lookups per event, not a rule scan."""
+
     def __init__(self, rules: RuleFile | None = None) -> None:
         self.rules = [_Compiled(r) for r in (rules.rules if rules else [])]
+        keys = {k for r in self.rules for k, _ in r.conds}
+        keys |= {m for r in self.rules for tmpl in r.set.values() for m in _TEMPLATE.findall(tmpl)}
+        self._keys = tuple(sorted(keys - {f"tag.{f}" for f in FIELDS}))
+        self._cache: dict[tuple, Attributed] = {}
 
     def attribute(self, ev: UsageEvent) -> Attributed:
+        tags = ev.attribution.tags
+        key = (*(tags.get(f) for f in FIELDS), *(_lookup(ev, k) for k in self._keys))
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            hit = self._cache[key] = self._attribute(ev)
+        return hit
+
+    def _attribute(self, ev: UsageEvent) -> Attributed:
         tags = ev.attribution.tags
         out = {f: tags.get(f) or "" for f in FIELDS}
         rule_id = "tags" if any(out.values()) else ""

@@ -55,3 +55,20 @@ def test_bad_rules_file_reports_every_error_with_its_line():
     assert ("rules.yaml", 5, "rules.0.set.colour", "can only set team, workflow, cost_center, env") in errs
     assert any(f == "rules.0.match.bogus" and line == 4 for _, line, f, _ in errs)
     assert any("duplicate rule id" in m and line == 6 for _, line, _, m in errs)
+
+
+def test_cached_answers_are_the_rules_answers_for_every_mix_of_the_keys_they_read():
+    """The attributor caches by the values its rules read: every combination, asked twice in a
+    shuffled order, gets what a fresh attributor (an empty cache) computes."""
+    import itertools
+    import random
+
+    cases = [dict(api_key_id=k, project_id=p, model=m, tags=t) for k, p, m, t in itertools.product(
+        [None, "key_search_a", "key_other"], [None, "proj_X", "proj_Y"], ["gpt-4.1", "claude-x"],
+        [{}, {"env": "prod"}, {"team": "explicit"}, {"workflow": "rag", "env": "dev"}])]
+    cached = Attributor(load_rules_text(RULES))
+    order = cases * 2
+    random.Random(3).shuffle(order)
+    for c in order:
+        fresh = Attributor(load_rules_text(RULES)).attribute(ev(**dict(c, tags=dict(c["tags"]))))
+        assert cached.attribute(ev(**dict(c, tags=dict(c["tags"])))) == fresh, c
