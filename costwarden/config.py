@@ -62,7 +62,8 @@ class KafkaSettings(BaseModel):
     app_id: str = "costwarden"                      # the consumer group
     processing_guarantee: str = Field("at_least_once", pattern="^(exactly_once|at_least_once)$")
     batch_max: int = Field(2000, ge=1)              # events per flush (per take)
-    batch_within_s: float = Field(1.0, gt=0)
+    # how long a batch waits to fill: the first stage of the crossing event -> block path (docs/distributed.md)
+    batch_within_s: float = Field(0.25, gt=0)
     session_timeout_s: float = Field(10.0, ge=6)
     metrics_port: int = Field(9108, ge=0, le=65535)  # 0: any free port (logged)
 

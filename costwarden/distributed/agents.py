@@ -108,7 +108,7 @@ def register(app: faust.App, rt: Runtime) -> None:
 
     @app.agent(by_budget, name="evaluate_budgets")
     async def evaluate_budgets(stream):
-        async for events in stream.take_events(k.batch_max, within=min(k.batch_within_s, 0.2)):
+        async for events in stream.take_events(k.batch_max, within=min(k.batch_within_s, 0.1)):
             batch = slices(events)  # one commit per budget partition
             for sl in batch:
                 rt.next_offset.setdefault((sl.topic, sl.partition), sl.first)
