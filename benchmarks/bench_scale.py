@@ -2,9 +2,10 @@
 
     python benchmarks/bench_scale.py [--sizes 1000000,10000000,50000000] [--events 20000] [--dir DIR]
 
-For each size the store is preloaded (benchmarks/preload.py: rows made by ClickHouse, every
-rollup filled by the views; 1M -> 10M -> 50M reuses the data), then, each in a process of its own
-(one chDB data directory per process):
+For each size a store of its own (DIR/rows-N) is preloaded (benchmarks/preload.py: rows made by
+ClickHouse, every rollup filled by the views; a store already holding N rows is reused, so
+`--preload-only` can prepare them ahead), then, each in a process of its own (one chDB data
+directory per process):
   embedded   `EmbeddedPipeline.ingest` of --events new demo events (today's, matching the demo
              budgets, so every batch seeds and charges budgets): events/s and the median batch;
   worker     the distributed worker's two stages (RawStage, BudgetStage) on 500-line slices of
@@ -172,6 +173,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="1000000,10000000,50000000")
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--dir", type=Path, default=None, help="data directory (kept; default: a temporary one)")
+    ap.add_argument("--preload-only", action="store_true", help="fill the stores and stop")
     ap.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
     ap.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -179,17 +181,24 @@ def main() -> None:
     if a.phase:
         print(json.dumps(PHASES[a.phase](a)))
         return
-    a.dir = a.dir or Path(tempfile.mkdtemp(prefix="cw-scale-"))
+    base = a.dir or Path(tempfile.mkdtemp(prefix="cw-scale-"))
     sizes = [int(x) for x in a.sizes.split(",")]
-    print(f"data: {a.dir}; {a.events:,} new events per size (embedded), {a.events // 4:,} per size (worker)")
+    print(f"data: {base}; {a.events:,} new events per size (embedded), {a.events // 4:,} per size (worker)")
+    held = {}
+    for n in sizes:
+        a.dir = base / f"rows-{n}"
+        pre = run_phase("preload", a, rows=n)
+        held[n] = pre["stored"]
+        print(f"{a.dir}: {pre['stored']:,} rows (+{pre['added']:,} in {pre['seconds']:.0f} s)", flush=True)
+    if a.preload_only:
+        return
     table = []
     for k, n in enumerate(sizes):
-        pre = run_phase("preload", a, rows=n)
-        print(f"preloaded {pre['stored']:,} rows (+{pre['added']:,} in {pre['seconds']:.0f} s)", flush=True)
+        a.dir = base / f"rows-{n}"
         emb = run_phase("embedded", a, seed=100 + k)
         wrk = run_phase("worker", a, seed=200 + k)
         q = run_phase("queries", a)
-        table.append((pre["stored"], emb, wrk, q))
+        table.append((held[n], emb, wrk, q))
         print(f"  embedded {emb['rate']:,.0f} ev/s; worker raw {wrk['raw_ms']:.0f} ms + budget "
               f"{wrk['budget_ms']:.0f} ms per 500; report {q['report_ms']:.1f} ms; status {q['status_ms']:.1f} ms",
               flush=True)
