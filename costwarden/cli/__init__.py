@@ -67,14 +67,28 @@ FILE_INPUT_EXITS = """Exit codes (the same for `price`, `ingest` and `normalize`
 @click.argument("source")
 @click.option("--source-name", default="ingest", help="source label for dead letters")
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option("--to", "to", type=click.Choice(["pipeline", "kafka"]), default="pipeline", show_default=True,
+              help="pipeline: the embedded pipeline (or a running server); kafka: validated here, then "
+                   "produced to the raw topic of the distributed mode (invalid lines to the dead-letter topic)")
+@click.option("--bootstrap", default=None, help="with --to kafka: Kafka bootstrap servers (default: settings kafka)")
+@click.option("--timeout", type=float, default=30.0, show_default=True,
+              help="with --to kafka: seconds to wait for the broker (to connect, and for acknowledgements)")
 @click.pass_context
 @handle_errors
-def ingest(ctx, source, source_name, as_json):
+def ingest(ctx, source, source_name, as_json, to, bootstrap, timeout):
     """Ingest canonical events (JSON lines, FILE or -) through the whole embedded pipeline.
 
-    With `costwarden serve` running on the data directory: POSTed to its /v1/events in batches."""
+    With `costwarden serve` running on the data directory: POSTed to its /v1/events in batches.
+    With `--to kafka`: each line validated as the API validates it, valid events produced to the
+    raw topic keyed by event_id (acks=all, idempotent), invalid ones to the dead-letter topic with
+    the reason; exit 1 when the broker is unreachable or did not acknowledge every record."""
     from costwarden.human import Progress
     from costwarden.cli.remote import api_for
+
+    if to == "kafka":
+        from costwarden.cli.worker_cmd import ingest_to_kafka
+
+        return ingest_to_kafka(ctx, source, source_name, bootstrap, timeout, as_json)
 
     api = api_for(ctx, "usage")
     if api is not None:

@@ -1,4 +1,4 @@
-"""Distributed mode commands: `worker`, `topics create|list-specs`, `ingest-kafka`, `migrate`."""
+"""Distributed mode commands: `worker`, `topics create|describe|specs`, `ingest-kafka`, `migrate`."""
 from __future__ import annotations
 
 import json
@@ -42,24 +42,55 @@ def topics():
     """Kafka topics of the distributed runtime."""
 
 
+def _print_topics(states, as_json: bool) -> None:
+    """Each topic against its spec; the problems (what differs, what to do) on stderr, exit 2."""
+    problems = [p for st in states for p in st.problems]
+    if as_json:
+        click.echo(json.dumps({"created": [st.name for st in states if st.status == "created"],
+                               "topics": [st.name for st in states], "problems": problems,
+                               "details": [st.as_dict() for st in states]}))
+    else:
+        for st in states:
+            cfg = ", ".join(f"{k}={v}" for k, v in sorted(st.configs.items()))
+            click.echo(f"{st.name}: {st.status} ({st.partitions} of {st.spec.partitions} partitions, "
+                       f"replication {st.replication}{', ' + cfg if cfg else ''})")
+        for p in problems:
+            click.echo(p, err=True)
+    if problems:
+        sys.exit(2)  # ConfigError's code: the topics differ from the settings (nothing was changed)
+
+
 @topics.command("create")
 @_bootstrap
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.pass_context
 @handle_errors
 def topics_create(ctx, bootstrap, as_json):
-    """Create the topics that do not exist yet (explicit partitions, retention, compaction)."""
-    from costwarden.distributed.topics import create_topics, topic_specs
+    """Create the topics that do not exist yet (explicit partitions, retention, compaction).
+
+    Existing topics are left as they are; one that differs from the settings (fewer partitions,
+    another cleanup policy or retention) is reported with what to do, and the exit code is 2."""
+    from costwarden.distributed.topic_admin import create_topics
+    from costwarden.distributed.topics import topic_specs
 
     s = _settings(ctx, bootstrap)
-    specs = topic_specs(s.kafka)
-    created = create_topics(s.kafka.bootstrap_servers, specs)
-    if as_json:
-        click.echo(json.dumps({"created": created, "topics": [sp.name for sp in specs]}))
-    else:
-        for sp in specs:
-            state = "created" if sp.name in created else "exists"
-            click.echo(f"{sp.name}: {state} ({sp.partitions} partitions, {sp.config.get('cleanup.policy')})")
+    _print_topics(create_topics(s.kafka.bootstrap_servers, topic_specs(s.kafka), log_problems=False), as_json)
+
+
+@topics.command("describe")
+@_bootstrap
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="seconds to wait for the broker")
+@click.pass_context
+@handle_errors
+def topics_describe(ctx, bootstrap, as_json, timeout):
+    """Each topic as the broker has it against the settings (creates nothing); exit 2 on a difference."""
+    from costwarden.distributed.topic_admin import ensure_topics
+    from costwarden.distributed.topics import topic_specs
+
+    s = _settings(ctx, bootstrap)
+    _print_topics(ensure_topics(s.kafka.bootstrap_servers, topic_specs(s.kafka), create=False, timeout_s=timeout),
+                  as_json)
 
 
 @topics.command("specs")
@@ -80,7 +111,10 @@ def topics_specs(ctx):
 @click.pass_context
 @handle_errors
 def ingest_kafka(ctx, source, bootstrap, as_json):
-    """Produce canonical events (JSON lines, FILE or -) to the raw usage topic, keyed by event_id."""
+    """Produce canonical events (JSON lines, FILE or -) to the raw usage topic, keyed by event_id.
+
+    Every line is sent unchanged and validated by the workers (invalid ones dead-lettered there);
+    `costwarden ingest FILE --to kafka` validates each line first and reports the rejects."""
     from costwarden.cli import read_lines
     from costwarden.distributed.producer import produce
 
@@ -94,6 +128,37 @@ def ingest_kafka(ctx, source, bootstrap, as_json):
             click.echo(f"{key}: {v}")
     if report.sent == 0:
         sys.exit(3)
+
+
+def ingest_to_kafka(ctx, source: str, source_name: str, bootstrap: str | None, timeout: float, as_json: bool):
+    """`costwarden ingest FILE --to kafka` (costwarden/distributed/kafka_ingest.py)."""
+    from costwarden import human
+    from costwarden.cli import read_lines
+    from costwarden.distributed.kafka_ingest import produce_validated
+
+    s = _settings(ctx, bootstrap)
+    total = None
+    if source != "-":
+        with open(source, "rb") as fh:
+            total = sum(1 for line in fh if line.strip())
+    with human.Progress("producing", total, enabled=not as_json) as bar:
+        rep = produce_validated(s, read_lines(source), source_name, timeout, progress=bar.advance)
+    summary = rep.summary()
+    if as_json:
+        click.echo(json.dumps({**summary, "rejects": [{"line": n, "reason": r, "detail": d}
+                                                      for n, r, d in rep.rejects]}))
+    else:
+        dead = summary["dead_lettered"]
+        click.echo(f"{human.plural(rep.accepted, 'event')} produced to {rep.topic}, "
+                   f"{human.plural(summary['rejected'], 'invalid line')} dead-lettered to {rep.dead_letter_topic}"
+                   + (f" ({human.mapping(dead)})" if dead else ""))
+        for n, reason, detail in rep.rejects:
+            click.echo(f"line {n}: {reason}: {detail}", err=True)
+        if summary["rejected"] > len(rep.rejects):
+            click.echo(f"... and {summary['rejected'] - len(rep.rejects)} more (each on {rep.dead_letter_topic} "
+                       f"with its reason)", err=True)
+    if summary["rejected"] and rep.accepted == 0:
+        sys.exit(3)  # nothing in the input was a valid event
 
 
 @click.command()

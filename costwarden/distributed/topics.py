@@ -9,25 +9,27 @@ broker's default partition count) from `KafkaSettings`:
     usage.by-budget    internal: per-batch usage per budget, keyed by budget id (one owner per budget)
     budget.events      threshold crossings and spikes, keyed by budget id
     controls           compacted, keyed by workflow: the latest Control per workflow (JSON)
+
+Creating them (kafka-python's KafkaAdminClient, never changing an existing topic) is
+topic_admin.py's; `create_topics` / `create_topics_async` here are its entry points at start.
 """
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass, field
 
 from costwarden.config import KafkaSettings
 
-log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000
 
 
 def key_partition(key: bytes, partitions: int) -> int:
     """The partition a keyed record goes to, as the producers compute it: Faust's producer (no
-    `producer_partitioner` set) and `ingest-kafka` use aiokafka's DefaultPartitioner, which is the
-    Java client's: murmur2(key) & 0x7fffffff, modulo the number of partitions, indexing the
-    partition ids in order (0..n-1). So a worker can tell which budget ids the by-budget
-    partitions it holds cover (costwarden/distributed/app.py: alert delivery)."""
+    `producer_partitioner` set) and `ingest-kafka` use aiokafka's DefaultPartitioner, `ingest --to
+    kafka` and the SDK's KafkaReporter kafka-python's; both are the Java client's: murmur2(key) &
+    0x7fffffff, modulo the number of partitions, indexing the partition ids in order (0..n-1). So
+    a worker can tell which budget ids the by-budget partitions it holds cover
+    (costwarden/distributed/app.py: alert delivery)."""
     from aiokafka.partitioner import murmur2
 
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -44,6 +46,7 @@ class TopicSpec:
     partitions: int
     replication: int
     config: dict[str, str] = field(default_factory=dict)
+    partitions_setting: str = "COSTWARDEN_KAFKA__PARTITIONS"  # where a person sets `partitions`
 
     def kafka_topics_args(self) -> list[str]:
         """Arguments for Kafka's own `kafka-topics.sh --create` (docker-compose's setup step)."""
@@ -63,7 +66,8 @@ def topic_specs(k: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(k.topic_raw, k.partitions, r, delete(k.retention_hours)),
         TopicSpec(k.topic_dead_letter, k.partitions, r, delete(k.dead_letter_retention_hours)),
         TopicSpec(k.topic_processed, k.partitions, r, delete(k.retention_hours)),
-        TopicSpec(k.topic_budget_usage, k.budget_partitions, r, delete(k.retention_hours)),
+        TopicSpec(k.topic_budget_usage, k.budget_partitions, r, delete(k.retention_hours),
+                  "COSTWARDEN_KAFKA__BUDGET_PARTITIONS"),
         TopicSpec(k.topic_budget_events, k.partitions, r, delete(k.budget_events_retention_hours)),
         TopicSpec(k.topic_controls, k.partitions, r,
                   {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(HOUR_MS)}),
@@ -71,39 +75,19 @@ def topic_specs(k: KafkaSettings) -> list[TopicSpec]:
 
 
 async def create_topics_async(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 60) -> list[str]:
-    """Create the topics that do not exist yet; returns the names created now."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    """Create the topics that do not exist yet (in a thread: kafka-python is synchronous); returns
+    the names created now. Differences of existing topics from their specs are logged."""
+    from costwarden.distributed.topic_admin import ensure_topics, log
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        todo = [s for s in specs if s.name not in existing]
-        if todo:
-            await admin.create_topics([NewTopic(s.name, s.partitions, s.replication, topic_configs=s.config)
-                                       for s in todo])
-        for s in specs:
-            if s.name in existing:
-                log.info("topic %s exists (partitions and retention are left as they are)", s.name)
-        return [s.name for s in todo]
-    finally:
-        await admin.close()
+    states = await asyncio.to_thread(ensure_topics, bootstrap, specs, timeout_s=timeout_s)
+    for st in states:
+        for p in st.problems:
+            log.warning(p)
+    return [st.name for st in states if st.status == "created"]
 
 
 def create_topics(bootstrap: str, specs: list[TopicSpec], attempts: int = 30) -> list[str]:
-    """`create_topics_async` with retries while the broker is starting (compose start-up)."""
-    from costwarden.errors import CostwardenError
+    """The same, retried while the broker is starting (compose start-up)."""
+    from costwarden.distributed.topic_admin import create_topics as create
 
-    last: Exception | None = None
-    for i in range(attempts):
-        try:
-            return asyncio.run(create_topics_async(bootstrap, specs))
-        except Exception as e:  # broker not reachable yet, or a race with another creator
-            last = e
-            if "TopicAlreadyExists" in type(e).__name__ or "already exists" in str(e):
-                return []
-            log.warning("creating topics on %s failed (attempt %d of %d): %s", bootstrap, i + 1, attempts, e)
-            import time
-
-            time.sleep(min(1 + i, 5))
-    raise CostwardenError(f"could not create Kafka topics on {bootstrap}: {last}")
+    return [st.name for st in create(bootstrap, specs, attempts) if st.status == "created"]

@@ -133,11 +133,17 @@ class Costwarden:
     def __init__(self, url: str, token: str, *, fail_open: dict[str, bool] | None = None,
                  default_fail_open: bool = False, stale_after_s: float = 30.0, max_buffer: int = 10_000,
                  batch_size: int = 500, flush_interval_s: float = 0.5, timeout_s: float = 5.0,
-                 wait_ready_s: float = 0.0) -> None:
+                 wait_ready_s: float = 0.0, kafka_bootstrap: str | None = None, kafka_topic: str = "usage.raw",
+                 kafka_dead_letter_topic: str = "usage.deadletter", kafka_config: dict | None = None) -> None:
         """Never touches the network: the decisions are loaded by a background thread, and until
         they are (`ready`), `check()` follows the fail policy. Call `wait_ready(timeout)` where a
         first decision must come from the API (a script, a test); `wait_ready_s` > 0 does the same
-        from the constructor (opt-in: the constructor then blocks up to that long)."""
+        from the constructor (opt-in: the constructor then blocks up to that long).
+
+        `kafka_bootstrap` (opt-in, needs kafka-python): usage goes straight to the raw usage topic
+        of the distributed mode (`kafka_topic`, invalid events to `kafka_dead_letter_topic`) instead
+        of through the API; `kafka_config`: more KafkaProducer settings (TLS, SASL). See
+        costwarden/sdk/kafka_reporter.py for what happens while the broker is down."""
         headers = {"Authorization": f"Bearer {token}", "User-Agent": "costwarden-sdk/1"}
         tls = httpx.create_ssl_context()  # one for both clients (building one costs ~20 ms)
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout_s, verify=tls)
@@ -150,7 +156,14 @@ class Costwarden:
         self._lease_stats = {"leases": 0, "lease_fallbacks": 0}
         self._cache = StreamFollower(self._stream_http, stale_after_s)
         self._cache.start()
-        self._reporter = Reporter(self._http, max_buffer, batch_size, flush_interval_s)
+        if kafka_bootstrap:
+            from costwarden.sdk.kafka_reporter import KafkaReporter
+
+            self._reporter = KafkaReporter(
+                kafka_bootstrap, topic=kafka_topic, dead_letter_topic=kafka_dead_letter_topic, max_buffer=max_buffer,
+                batch_size=batch_size, flush_interval_s=flush_interval_s, timeout_s=timeout_s, **(kafka_config or {}))
+        else:
+            self._reporter = Reporter(self._http, max_buffer, batch_size, flush_interval_s)
         self._closed = False
         atexit.register(self.close)
         if wait_ready_s:
@@ -293,14 +306,14 @@ class Costwarden:
 
     @property
     def stats(self) -> dict:
-        """pending / sent / dropped / rejected reports; `last_error`: why the last report attempt
-        failed, None once one succeeded again; `stream_connected`, and `stream_error` (why the
+        """pending / sent / dropped / rejected reports; `failures`: failed report attempts (each
+        retried); `last_error`: why the last report attempt failed, None once one succeeded again; `stream_connected`, and `stream_error` (why the
         control stream is down, None while connected); `resyncs`: snapshots taken because the
         server's controls went backwards (a restart, another replica); `leases`: throttle leases
         granted by the API, `lease_fallbacks`: times a throttle fell back to this guard's own bucket."""
         r, c = self._reporter, self._cache
         return {"pending": r.pending, "sent": r.sent, "dropped": r.dropped, "rejected": r.rejected,
-                "last_error": r.last_error, "stream_connected": c.connected, "stream_error": c.last_error,
+                "failures": r.failures, "last_error": r.last_error, "stream_connected": c.connected, "stream_error": c.last_error,
                 "resyncs": c.resyncs, **self._lease_stats}
 
     def flush(self, timeout: float = 10.0) -> bool:
