@@ -105,7 +105,7 @@ def _unpriced(a: BudgetAlert) -> tuple[str, str]:
     lines = [
         f"Model: {a.scope} (not in the price catalogue)",
         f"Day: {a.period_label} (UTC)",
-        f"Charged to budgets: {a.threshold}; the first call {fmt_usd(a.spend_nanos, 6)}",
+        f"Charged to budgets: {a.threshold}; the first call {fmt_usd(a.spend_nanos, 9)}",
         "Reports show this usage as unpriced until the catalogue prices it.",
         f"Action taken: {a.action}",
         "To price it: `costwarden catalogue lookup MODEL`, then add it to an overrides file and run "

@@ -56,7 +56,7 @@ def _rate(spend_nanos: int, period_start: datetime, now: datetime, recent_nanos:
 
 def burn_rate(spend_nanos: int, period_start: datetime, now: datetime, recent_nanos: int = 0,
               recent_seconds: int = 0) -> Decimal:
-    """Micro-dollars per second the forecast projects: the recent window's rate blended with the
+    """Nano-dollars per second the forecast projects: the recent window's rate blended with the
     period-to-date average (weight of the recent rate = min(1, elapsed / recent_seconds)).
     Never negative (credits do not make a forecast fall below actual spend)."""
     num, den = _rate(spend_nanos, period_start, now, recent_nanos, recent_seconds)

@@ -49,7 +49,7 @@ _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 _MAX_ROLLING_SECONDS = 366 * 86400
 PERIOD_PATTERN = r"^(day|week|month|quarter|[1-9][0-9]*[mhd])$"
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-MAX_USD = Decimal(10) ** 12  # a trillion dollars: larger is a typo, and keeps nanos exact
+MAX_USD = Decimal(10) ** 9  # a billion dollars: larger is a typo, and its nanos (10**18) fit Int64 columns
 _SLUG = re.compile(SLUG_PATTERN)
 
 

@@ -16,6 +16,10 @@ from costwarden.events import EARLIEST, LATEST, Limits, ServiceTier
 from costwarden.storable import brief_number
 
 LIMITS = Limits()
+MONEY_CAP = Decimal("1e12")  # an amount (or a quantity) beyond this is absurd
+# A cost an event is charged (its provider_cost, when the unpriced policy charges it) is stored as
+# integer nano-dollars in an Int64 column (at most $9.2 billion): beyond $1 billion it is absurd.
+COST_CAP = Decimal("1e9")
 _MIN_TIME, _MAX_TIME = EARLIEST, LATEST  # what the store's rollup buckets hold
 _MAX_SECS = Decimal(int(LATEST.timestamp()))
 
@@ -71,8 +75,9 @@ def to_count(v: Any, name: str, *, required: bool = False) -> int:
     return v
 
 
-def money(v: Any, name: str, *, allow_negative: bool = False) -> Decimal:
-    """An exact Decimal from a JSON number (parsed as Decimal) or a decimal string; never via float."""
+def money(v: Any, name: str, *, allow_negative: bool = False, cap: Decimal = MONEY_CAP) -> Decimal:
+    """An exact Decimal from a JSON number (parsed as Decimal) or a decimal string; never via float.
+    `cap`: COST_CAP for a cost an event carries (it may become the event's nano-dollar cost)."""
     if v is None:
         raise bad("missing_field", f"{name} is required")
     if isinstance(v, bool):
@@ -85,7 +90,7 @@ def money(v: Any, name: str, *, allow_negative: bool = False) -> Decimal:
         raise bad("invalid_field", f"{name} must be finite")
     if d < 0 and not allow_negative:
         raise bad("negative_value", f"{name}={d}")
-    if abs(d) > Decimal("1e12"):
+    if abs(d) > cap:
         raise bad("absurd_value", f"{name}={d}")
     return d
 

@@ -25,6 +25,7 @@ from typing import Any
 from costwarden.events import CONTENT_FIELDS, Attribution, ProviderCost, Tokens, UsageEvent
 
 from .base import ParseResult, as_dict, bad, count, guard, load_records, money, native_id, opt_str, parse_time, tag_value
+from .fields import COST_CAP
 
 SOURCE = "litellm"
 PROVIDER_NAMES = {
@@ -105,7 +106,8 @@ def _event(rec: Any) -> UsageEvent:
         attribution=Attribution(api_key_id=opt_str(meta, "user_api_key_hash"),
                                 user_id=opt_str(meta, "user_api_key_user_id"),
                                 trace_id=opt_str(rec, "trace_id", 128), tags=tags),
-        provider_cost=None if cost is None else ProviderCost(amount=money(cost, "response_cost"), currency="USD"),
+        provider_cost=None if cost is None else ProviderCost(amount=money(cost, "response_cost", cap=COST_CAP),
+                                                             currency="USD"),
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any, Mapping
 from costwarden.events import Attribution, Compute, ProviderCost, UsageEvent
 
 from .base import FAILED, LIMITS, ParseResult, add_reject, as_dict, bad, guard, load_into, money, parse_time, stable_id, tag_value
+from .fields import COST_CAP
 
 SOURCE = "opencost"
 PROVIDER = "self_hosted"
@@ -95,6 +96,8 @@ def _event(name: str, alloc: Any, cost_field: str, currency: str, tags_by: Mappi
         cost = _num(alloc, "totalCost")
         if cost is None:
             cost = sum((_num(alloc, k) or Decimal(0) for k in COMPONENT_COSTS), Decimal(0))
+    if cost > COST_CAP:  # the event's provider_cost: its nano-dollars must fit the store's Int64
+        raise bad("absurd_value", f"{cost_field}={cost} > {COST_CAP}")
     props = as_dict(alloc.get("properties"), "properties")
     labels = {str(k): tag_value(v) for k, v in as_dict(props.get("labels"), "properties.labels").items()}
     tags = {}

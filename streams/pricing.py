@@ -429,7 +429,7 @@ def _round(parts: dict[str, Decimal]) -> int:
     total = _ZERO
     for v in parts.values():
         total = _CTX.add(total, v)
-    if total.adjusted() >= 4:  # >= $10,000: widen the context so the x1e6 stays exact
+    if total.adjusted() >= 4:  # >= $10,000: widen the context so the x1e9 stays exact
         with localcontext(_CTX):
             return to_nanos(total)
     return to_nanos(total)

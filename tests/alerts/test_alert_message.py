@@ -46,7 +46,7 @@ def test_notify_only_without_release_hint_and_no_forecast(make_alert):
 
 @pytest.mark.parametrize("part,whole,expected", [
     (1, 3, "33.3%"), (2, 3, "66.7%"), (1_025, 10_000, "10.2%"), (1_035, 10_000, "10.4%"),
-    (10_000_000_001, 10_000_000_000, "100.0%"), (0, 5, "0.0%"), (5, 0, "n/a"),
+    (10_000_000_000_001, 10_000_000_000_000, "100.0%"), (0, 5, "0.0%"), (5, 0, "n/a"),
 ])
 def test_percent_is_exact_from_integers(part, whole, expected):
     assert percent(part, whole) == expected
@@ -59,3 +59,13 @@ def test_invalid_alerts_are_refused(make_alert):
         make_alert(period_end=datetime(2026, 12, 1))
     with pytest.raises(TypeError):
         make_alert(spend_nanos=1.5)
+
+
+def test_unpriced_notice_shows_the_first_calls_exact_cost_to_the_nano(make_alert):
+    # 10 input tokens at a $1.35 / 1M fallback rate: $0.0000135 = 13,500 nanos, not rounded to 14 micros
+    title, body = format_alert(make_alert(kind="unpriced", key="unpriced:openai/mystery-x:2026-11-20",
+                                          scope="openai/mystery-x", period_label="2026-11-20",
+                                          threshold="fallback (provider_max:openai)", spend_nanos=13_500,
+                                          amount_nanos=0, forecast_nanos=None, top_contributors=[]))
+    assert title == "[costwarden] Unpriced model in use: openai/mystery-x on 2026-11-20"
+    assert "Charged to budgets: fallback (provider_max:openai); the first call $0.000013500" in body

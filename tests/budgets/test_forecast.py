@@ -12,7 +12,7 @@ from costwarden.budgets.forecast import (
 from costwarden.budgets.model import SpikeRule
 
 UTC = timezone.utc
-USD = 1_000_000
+USD = 1_000_000_000
 DAY_S = 86400
 NOV_START, NOV_END = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)  # 30 days
 
@@ -36,7 +36,7 @@ def test_without_a_recent_window_the_period_average_is_projected():
 def test_young_period_leans_on_the_period_to_date_average():
     # 6 h in: w = 6/24 = 0.25; average $5/h, recent $30/24h = $1.25/h
     # rate = 0.25 x 1.25 + 0.75 x 5 = $4.0625/h; 714 h left: $30 + $2,900.625 = $2,930.625
-    assert forecast_period_end(30 * USD, NOV_START, NOV_END, t(1, 6), 30 * USD, DAY_S) == 2_930_625_000
+    assert forecast_period_end(30 * USD, NOV_START, NOV_END, t(1, 6), 30 * USD, DAY_S) == 2_930_625_000_000
 
 
 def test_half_grown_period_blends_evenly():
@@ -75,8 +75,8 @@ def test_exhaustion_time_at_a_rate():
     now = t(21, 12)
     rate = burn_rate(300 * USD, t(21), now, 0, 0)  # $300 in 12 h = $25/h
     assert exhaustion_time(300 * USD, 400 * USD, rate, now) == t(21, 16)  # $100 more in 4 h
-    assert exhaustion_time(300 * USD, 400 * USD, 1000, now) == now + timedelta(seconds=100_000)
-    assert exhaustion_time(400 * USD, 400 * USD, 1000, now) == now  # already spent
+    assert exhaustion_time(300 * USD, 400 * USD, 1_000_000, now) == now + timedelta(seconds=100_000)
+    assert exhaustion_time(400 * USD, 400 * USD, 1_000_000, now) == now  # already spent
     assert exhaustion_time(300 * USD, 400 * USD, 0, now) is None
     assert exhaustion_time(0, 400 * USD, Decimal("1e-30"), now) is None  # beyond the calendar
 
@@ -145,22 +145,22 @@ def _steady(since: datetime, minutes: int, per_minute: int) -> MinuteSeries:
 
 def test_spike_at_five_times_the_baseline():
     # $10.80 over the 360 minutes before the window: expected $0.45 per 15 minutes; 5x = $2.25
-    s = _steady(t(21, 6), 360, 30_000)
-    s.add(t(21, 12, 3), 2_250_000)
-    assert is_spike(RULE, s, t(21, 12, 14)) == (True, 2_250_000, 450_000)
+    s = _steady(t(21, 6), 360, 30_000_000)
+    s.add(t(21, 12, 3), 2_250_000_000)
+    assert is_spike(RULE, s, t(21, 12, 14)) == (True, 2_250_000_000, 450_000_000)
 
 
 def test_just_below_the_factor_is_not_a_spike():
-    s = _steady(t(21, 6), 360, 30_000)
-    s.add(t(21, 12, 3), 2_249_999)
-    assert is_spike(RULE, s, t(21, 12, 14)) == (False, 2_249_999, 450_000)
+    s = _steady(t(21, 6), 360, 30_000_000)
+    s.add(t(21, 12, 3), 2_249_999_999)
+    assert is_spike(RULE, s, t(21, 12, 14)) == (False, 2_249_999_999, 450_000_000)
 
 
 def test_spikes_below_min_spend_are_ignored():
-    s = _steady(t(21, 6), 360, 1_000)  # baseline $0.015 per window
-    s.add(t(21, 12, 3), 900_000)  # 60x the baseline, but under $1
+    s = _steady(t(21, 6), 360, 1_000_000)  # baseline $0.015 per window
+    s.add(t(21, 12, 3), 900_000_000)  # 60x the baseline, but under $1
     spiking, recent, expected = is_spike(RULE, s, t(21, 12, 14))
-    assert (spiking, recent, expected) == (False, 900_000, 15_000)
+    assert (spiking, recent, expected) == (False, 900_000_000, 15_000_000)
 
 
 def test_spend_from_a_quiet_baseline_is_a_spike():
@@ -168,7 +168,7 @@ def test_spend_from_a_quiet_baseline_is_a_spike():
     s.add(t(21, 12, 0), 3 * USD)
     assert is_spike(RULE, s, t(21, 12, 10)) == (True, 3 * USD, 0)
     # 20 minutes later the window has moved on and the $3 is part of the baseline: $3/360 x 15
-    assert is_spike(RULE, s, t(21, 12, 20)) == (False, 0, 125_000)
+    assert is_spike(RULE, s, t(21, 12, 20)) == (False, 0, 125_000_000)
 
 
 def test_a_fresh_series_has_no_baseline_so_no_spike():
@@ -180,7 +180,7 @@ def test_a_fresh_series_has_no_baseline_so_no_spike():
     s.add(t(21, 12, 30), 50 * USD)
     # 16 baseline minutes observed (12:00..12:15) holding $50: expected ~$46.88 per window
     spiking, recent, expected = is_spike(RULE, s, t(21, 12, 30))
-    assert (spiking, recent, expected) == (False, 50 * USD, 46_875_000)
+    assert (spiking, recent, expected) == (False, 50 * USD, 46_875_000_000)
 
 
 @pytest.mark.parametrize("factor", ["1.5", "5", "10"])

@@ -143,9 +143,9 @@ def test_unquoted_decimals_are_read_exactly_not_as_floats():
     f = load_budgets_text(
         "version: 1\nbudgets:\n  - id: a\n    period: day\n    amount: 399.99\n"
         "    thresholds: [{at: 87.5}]\n  - id: b\n    period: day\n    amount: 0.1\n", "b.yaml")
-    assert f.budgets[0].amount == Decimal("399.99") and f.budgets[0].amount_nanos == 399_990_000
+    assert f.budgets[0].amount == Decimal("399.99") and f.budgets[0].amount_nanos == 399_990_000_000
     assert f.budgets[0].thresholds[0].id == "actual:87.5"
-    assert f.budgets[1].amount_nanos == 100_000
+    assert f.budgets[1].amount_nanos == 100_000_000
     [(line, field, msg)] = _errors("version: 1\nbudgets:\n  - id: a\n    period: day\n    amount: .inf\n")
     assert (line, field) == (5, "budgets[0].amount") and "finite" in msg
     # YAML 1.1 would read 1:30.5 as 90.5 (base 60); a budget refuses it

@@ -99,7 +99,7 @@ def test_threshold_id_and_trigger_is_greater_or_equal_exactly():
     t = Threshold(at="80")
     assert t.id == "actual:80" and Threshold(at="80.0", basis="forecast").id == "forecast:80"
     assert Threshold(at="87.50").id == "actual:87.5"
-    assert t.trigger_nanos(400_000_000) == 320_000_000  # $320.00 of $400 fires
+    assert t.trigger_nanos(400_000_000_000) == 320_000_000_000  # $320.00 of $400 fires
     # a third of a nano-dollar rounds up: spend must reach the threshold, never fall short of it
     assert Threshold(at="100").trigger_nanos(1) == 1
     assert Threshold(at="33.3333333").trigger_nanos(10) == 4
@@ -109,7 +109,7 @@ def test_threshold_id_and_trigger_is_greater_or_equal_exactly():
 
 def test_float_money_only_when_exact():
     assert Budget(id="a", period="day", amount=0.5).amount == Decimal("0.5")
-    assert Budget(id="a", period="day", amount=8000.0).amount_nanos == 8_000_000_000
+    assert Budget(id="a", period="day", amount=8000.0).amount_nanos == 8_000_000_000_000
     with pytest.raises(ValidationError, match="quoted string"):
         Budget(id="a", period="day", amount=0.1)
     with pytest.raises(ValidationError):
@@ -119,18 +119,23 @@ def test_float_money_only_when_exact():
 
 
 def test_money_is_whole_nano_dollars_and_sane_in_size():
-    assert Budget(id="a", period="day", amount="0.000001").amount_nanos == 1
-    assert Budget(id="a", period="day", amount="400.5000000").amount_nanos == 400_500_000
-    with pytest.raises(ValidationError, match="6 decimal places"):
-        Budget(id="a", period="day", amount="0.0000001")  # would round to a $0 budget
+    assert Budget(id="a", period="day", amount="0.000000001").amount_nanos == 1
+    assert Budget(id="a", period="day", amount="0.000001").amount_nanos == 1_000
+    assert Budget(id="a", period="day", amount="400.5000000000").amount_nanos == 400_500_000_000
+    with pytest.raises(ValidationError, match="9 decimal places"):
+        Budget(id="a", period="day", amount="0.0000000001")  # would round to a $0 budget
     with pytest.raises(ValidationError):
         Budget(id="a", period="day", amount="1e13")
-    with pytest.raises(ValidationError, match="6 decimal places"):
-        SpikeRule(window_minutes=1, baseline_minutes=2, factor=2, min_spend="0.0000005")
+    # nano-dollars of every amount fit the store's Int64 columns (at most $9.2 billion)
+    assert Budget(id="a", period="day", amount="1e9").amount_nanos == 10**18
+    with pytest.raises(ValidationError):
+        Budget(id="a", period="day", amount="1e10")
+    with pytest.raises(ValidationError, match="9 decimal places"):
+        SpikeRule(window_minutes=1, baseline_minutes=2, factor=2, min_spend="0.0000000005")
 
 
 def test_spike_rule_baseline_must_be_longer_and_factor_above_one():
-    assert SpikeRule(window_minutes=15, baseline_minutes=360, factor=5, min_spend="25").min_spend_nanos == 25_000_000
+    assert SpikeRule(window_minutes=15, baseline_minutes=360, factor=5, min_spend="25").min_spend_nanos == 25_000_000_000
     with pytest.raises(ValidationError, match="longer than window"):
         SpikeRule(window_minutes=15, baseline_minutes=15, factor=5)
     with pytest.raises(ValidationError):

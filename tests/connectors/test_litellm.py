@@ -74,3 +74,12 @@ def test_bad_litellm_records_are_rejected(fx):
     assert r.events == []
     assert [x.reason for x in r.rejects] == ["missing_field", "invalid_time", "negative_value", "invalid_field",
                                             "negative_value", "missing_field", "invalid_field", "not_an_object"]
+
+
+def test_a_response_cost_whose_nanos_do_not_fit_the_store_is_absurd(fx):
+    # the cost may become the event's cost_nanos (Int64: at most $9.2 billion); $1 billion still fits
+    rec = json.loads(fx("litellm_batch.json"))[0]
+    ok = parse({**rec, "response_cost": "1000000000"})
+    assert ok.rejects == [] and ok.events[0].provider_cost.amount == Decimal("1e9")
+    r = parse([{**rec, "response_cost": "1000000000.000000001"}, {**rec, "response_cost": 10**10}])
+    assert r.events == [] and [x.reason for x in r.rejects] == ["absurd_value", "absurd_value"]

@@ -67,3 +67,15 @@ def test_bad_opencost_payloads_are_rejected(fx):
     assert r.events == []
     assert [x.reason for x in r.rejects] == ["negative_value", "invalid_time", "absurd_value", "invalid_field",
                                             "not_an_object"]
+
+
+def test_a_cost_whose_nanos_do_not_fit_the_store_is_absurd():
+    # the event's provider_cost may become its cost_nanos (Int64: at most $9.2 billion)
+    start = {"start": "2025-06-01T00:00:00Z"}
+    doc = {"code": 200, "data": [{"fits": {"gpuHours": 1, "totalCost": "1000000000", "window": start},
+                                  "total": {"gpuHours": 1, "totalCost": "1000000001", "window": start},
+                                  "parts": {"gpuHours": 1, "gpuCost": "600000000", "cpuCost": "400000001",
+                                            "window": start}}]}
+    r = parse(doc)
+    assert [e.provider_cost.amount for e in r.events] == [Decimal("1e9")]
+    assert [x.reason for x in r.rejects] == ["absurd_value", "absurd_value"]

@@ -35,18 +35,18 @@ def test_documented_costs_reconcile_with_documented_usage(provider, pipeline):
     r = rows[0]
     assert (r.day, r.provider, r.basis) == (date(2025, 6, 1), "openai", "openai-costs")
     assert r.scope == "proj_Xq8b3ZmT0cW4yR1s"
-    assert r.ours_nanos == 5_580_000 and r.reported_usd == Decimal("5.58") and r.drift_pct == 0 and not r.over
+    assert r.ours_nanos == 5_580_000_000 and r.reported_usd == Decimal("5.58") and r.drift_pct == 0 and not r.over
 
 
 def test_compare_is_exact_and_handles_ungrouped_reports_and_missing_sides():
-    ours = [{"day": "2025-06-01", "provider": "anthropic", "scope": "wrk_a", "cost_nanos": 3_000_000, "unpriced": 0},
-            {"day": "2025-06-01", "provider": "anthropic", "scope": "", "cost_nanos": 1_000_000, "unpriced": 2},
-            {"day": "2025-06-02", "provider": "anthropic", "scope": "wrk_a", "cost_nanos": 7, "unpriced": 0}]
+    ours = [{"day": "2025-06-01", "provider": "anthropic", "scope": "wrk_a", "cost_nanos": 3_000_000_000, "unpriced": 0},
+            {"day": "2025-06-01", "provider": "anthropic", "scope": "", "cost_nanos": 1_000_000_000, "unpriced": 2},
+            {"day": "2025-06-02", "provider": "anthropic", "scope": "wrk_a", "cost_nanos": 7_000, "unpriced": 0}]
     # day 1: report not grouped by workspace -> our side is summed; day 2 is not in the report -> not compared
     rows = compare(ours, [{"day": "2025-06-01", "source": "anthropic-cost", "scope": "", "amount": "3.2"}], [],
                    Decimal("10"))
     assert len(rows) == 1
-    assert rows[0].ours_nanos == 4_000_000 and rows[0].drift_usd == Decimal("0.8")
+    assert rows[0].ours_nanos == 4_000_000_000 and rows[0].drift_usd == Decimal("0.8")
     assert rows[0].drift_pct == Decimal("25.00") and rows[0].over and rows[0].unpriced_events == 2
     # grouped: the default workspace (null) meets our events without a workspace; usage the provider
     # never billed shows with reported 0, billing we never saw with ours 0 (-100 %)
@@ -82,8 +82,8 @@ def test_reconcile_prints_the_drift_table_and_alerts_the_catalogue_owner_once(pr
     assert res.exit_code == 0, res.output
     table = json.loads(res.stdout)
     openai = [r for r in table if r["basis"] == "openai-costs"][0]
-    assert openai["ours_usd"] == "5.580000" and openai["reported_usd"] == "8.060000"
-    assert openai["drift_usd"] == "-2.480000" and openai["drift_pct"] == "-30.77" and openai["over"] == "yes"
+    assert openai["ours_usd"] == "5.580000000" and openai["reported_usd"] == "8.060000000"
+    assert openai["drift_usd"] == "-2.480000000" and openai["drift_pct"] == "-30.77" and openai["over"] == "yes"
     assert any(r["basis"] == "litellm" for r in table)
     deadline = time.time() + 10
     while not receiver.received and time.time() < deadline:

@@ -40,6 +40,8 @@ def event(i: int, **over) -> dict:
         "model": "gpt-4.1-2025-04-14", "priced_model": "gpt-4.1", "operation": "chat", "service_tier": "standard",
         "requests": 1, "input_tokens": 1000 + i, "cache_read_tokens": i % 3, "cache_write_tokens": 2,
         "cache_write_1h_tokens": 1, "output_tokens": 50 + i, "reasoning_tokens": i % 5,
+        "input_audio_tokens": 3 * i, "output_audio_tokens": 2**40 + i, "input_image_tokens": i % 4,
+        "output_image_tokens": 7,  # the modality columns of migration 008
         "gpu_hours": Decimal("0.000000001") * i, "gpu_type": "H100", "api_key_id": "k1", "project_id": "p1",
         "workspace_id": "w1", "user_id": "u1", "service_account": "", "trace_id": f"tr{i}",
         "tags": {"team": f"t{i % 3}", "résumé": "naïve ✓"}, "team": f"t{i % 3}", "workflow": "wf",
@@ -62,6 +64,30 @@ def t0() -> datetime:
 def make_event():
     """make_event(i, **overrides) -> a usage_events row using every column type."""
     return event
+
+
+def at_schema(store, version: int) -> None:
+    """Bring a fresh database to schema `version` as the release that shipped it left it: migration
+    files 001..version applied and recorded in schema_migrations (later ones not even known)."""
+    import importlib
+    from datetime import datetime, timezone
+
+    m = importlib.import_module("costwarden.store.migrate")  # the module: the package re-exports migrate()
+    store.command(m.MIGRATIONS_TABLE)
+    for v, name, text in m.migration_files():
+        if v > version:
+            break
+        if name.endswith(".py"):
+            m._step(name)(store)
+        for stmt in m.statements(text):
+            store.command(stmt)
+        store.insert("schema_migrations", [{"version": v, "name": name, "applied_at": datetime.now(timezone.utc)}])
+
+
+@pytest.fixture(name="at_schema")
+def at_schema_fixture():
+    """at_schema(store, version): a database at an older schema (see `at_schema`)."""
+    return at_schema
 
 
 @pytest.fixture(params=["chdb", pytest.param("clickhouse", marks=pytest.mark.integration)])

@@ -62,23 +62,30 @@ def test_seed_sql_uses_whole_hours_and_minute_edges():
     assert "budget_rollup_minute" not in whole.to_sql()
 
 
-def test_migration_backfills_the_budget_rollups_from_stored_events(settings):
+def test_migration_backfills_the_budget_rollups_from_stored_events(store, at_schema):
+    import importlib
+
     from costwarden.store import migrate
 
-    p = EmbeddedPipeline(settings, budgets=BudgetFile(version=1, timezone="UTC", budgets=[]), notifier=LogNotifier(),
-                         deliver=False, clock=lambda: T0 + timedelta(days=5))
-    p.ingest([json.dumps({"event_id": f"m{i}", "occurred_at": (T0 + timedelta(minutes=7 * i)).isoformat(),
-                          "source": "t", "provider": "openai", "model": "gpt-4o", "tokens": {"output": 1000 + i},
-                          "attribution": {"tags": {"org": "acme"}}}).encode() for i in range(500)])
-    want = seed_sums(p.store, T0, T0 + timedelta(days=5))
-    # a store from before v6: no budget rollups, then the migration runs (twice: it may be re-run)
-    for stmt in ("DROP VIEW {db}.mv_budget_hour", "DROP VIEW {db}.mv_budget_minute",
-                 "TRUNCATE TABLE {db}.budget_rollup_hour", "TRUNCATE TABLE {db}.budget_rollup_minute",
-                 "ALTER TABLE {db}.schema_migrations DELETE WHERE version = 6 SETTINGS mutations_sync = 1"):
-        p.store.command(stmt)
-    assert seed_sums(p.store, T0, T0 + timedelta(days=5)) == {}
+    m = importlib.import_module("costwarden.store.migrate")  # the module: the package re-exports migrate()
+    # a store from before v6 (so before v7 too): events in micro-dollars, no budget rollups
+    at_schema(store, 5)
+    rows = [{"event_id": f"m{i}", "occurred_at": T0 + timedelta(minutes=7 * i), "ingested_at": T0 + timedelta(days=5),
+             "source": "t", "provider": "openai", "model": "gpt-4o", "priced_model": "gpt-4o", "output_tokens": 1000 + i,
+             "tags": {"org": "acme"}, "team": ("a", "b")[i % 2], "workflow": ("w1", "w2", "w3")[i % 3],
+             "api_key_id": ("k1", "")[i % 2], "project_id": "p",
+             "cost_micros": 10 * (1000 + i)}  # gpt-4o output: $10 / 1M tokens = 10 micro-dollars a token
+            for i in range(500)]
+    store.insert("usage_events", rows[:250])
+    store.insert("usage_events", rows[250:])
+    want: dict = {}
+    for r in rows:
+        k = ("acme", r["team"], r["workflow"], "gpt-4o", r["api_key_id"] or "p")
+        want[k] = want.get(k, 0) + r["cost_micros"] * 1000
+    # v6 is killed before it is recorded (twice): it runs again from the start, then v7 makes it nanos
+    v6 = next(text for v, _, text in m.migration_files() if v == 6)
     for _ in range(2):
-        assert migrate(p.store) == ["006_budget_rollups.sql"]
-        p.store.command("ALTER TABLE {db}.schema_migrations DELETE WHERE version = 6 SETTINGS mutations_sync = 1")
-    assert seed_sums(p.store, T0, T0 + timedelta(days=5)) == want == raw_sums(p.store, T0, T0 + timedelta(days=5))
-    p.close()
+        for stmt in m.statements(v6):
+            store.command(stmt)
+    assert migrate(store)[:2] == ["006_budget_rollups.sql", "007_nano_dollars.py"]
+    assert seed_sums(store, T0, T0 + timedelta(days=5)) == want == raw_sums(store, T0, T0 + timedelta(days=5))

@@ -67,12 +67,12 @@ def test_the_shipped_catalogue_is_what_the_installed_snapshot_makes():
 def test_cloud_spellings_of_seed_models_price_as_the_vendor_and_other_cloud_entries_keep_their_own_price():
     t = {"input": 1_000_000}
     haiku = CAT.price(ev("aws.bedrock", "us.anthropic.claude-haiku-4-5-20251001-v1:0", tokens=t))
-    assert (haiku.priced_model, haiku.cost_nanos) == ("claude-haiku-4-5", 1_000_000)
+    assert (haiku.priced_model, haiku.cost_nanos) == ("claude-haiku-4-5", 1_000_000_000)
     regional = CAT.resolve("aws.bedrock", "us.anthropic.claude-opus-4-6-v1:0")
     global_ = CAT.resolve("aws.bedrock", "global.anthropic.claude-opus-4-6-v1:0")
     assert regional.key.startswith("regional.") and global_.key.startswith("global.")
     assert CAT.resolve("azure.ai.openai", "o3").provider == "openai"  # keeps o3's price history
-    assert CAT.price(ev("azure", "text-embedding-ada-002", tokens=t)).cost_nanos == 100_000  # Azure's own ada
+    assert CAT.price(ev("azure", "text-embedding-ada-002", tokens=t)).cost_nanos == 100_000_000  # Azure's own ada
 
 
 # -- the mapping, on a snapshot made up for the test ---------------------------------------------------
@@ -156,10 +156,10 @@ def test_overrides_replace_prices_keep_names_and_clouds_inherit_them():
     assert "claude-zz" in z.aliases and z.prefixes == ["claude-z"]
     # the Bedrock entry of an overridden vendor model is priced through inherit, at the override
     p = cat.price(ev("bedrock", "us.anthropic.claude-z-v1:0", tokens={"input": 1_000_000}))
-    assert (p.priced_model, p.cost_nanos) == ("claude-z", 2_400_000)
-    assert cat.price(ev("aws.bedrock", "us.meta.llama9-v1:0", tokens={"input": 1_000_000})).cost_nanos == 500_000
+    assert (p.priced_model, p.cost_nanos) == ("claude-z", 2_400_000_000)
+    assert cat.price(ev("aws.bedrock", "us.meta.llama9-v1:0", tokens={"input": 1_000_000})).cost_nanos == 500_000_000
     batch = cat.price(ev("anthropic", "claude-z", tokens={"input": 2_000_000}, service_tier="batch"))
-    assert batch.cost_nanos == 2_400_000
+    assert batch.cost_nanos == 2_400_000_000
 
 
 def test_a_refresh_keeps_history_adds_dated_versions_and_dates_undated_changes_on_the_update_day():
@@ -183,8 +183,8 @@ def test_a_refresh_keeps_history_adds_dated_versions_and_dates_undated_changes_o
         (date(2000, 1, 1), D("0.2"), None),
         (date(2026, 12, 5), D("0.3"), f"genai-prices {cu.genai_version()} (undated change)")]
     # events before the change keep their price: re-pricing history gives the same answer
-    assert cat.price(ev("deepseek", "ds", "2026-12-04T23:59:59Z", tokens={"input": 1_000_000})).cost_nanos == 200_000
-    assert cat.price(ev("deepseek", "ds", "2026-12-05T00:00:00Z", tokens={"input": 1_000_000})).cost_nanos == 300_000
+    assert cat.price(ev("deepseek", "ds", "2026-12-04T23:59:59Z", tokens={"input": 1_000_000})).cost_nanos == 200_000_000
+    assert cat.price(ev("deepseek", "ds", "2026-12-05T00:00:00Z", tokens={"input": 1_000_000})).cost_nanos == 300_000_000
     assert "~ openai/m1: input 1, output 4 -> input 0.5, output 2 (1 -> 2 versions, latest from 2026-12-10)" in u.diff
     # a model the snapshot dropped is kept
     gone = snapshot()

@@ -39,7 +39,7 @@ def test_without_a_policy_an_unknown_model_costs_nothing_and_says_so():
 def test_provider_cost_is_charged_when_the_event_carries_one():
     cat = CAT.with_unpriced_policy(UnpricedPolicy(provider_cost=True, fallback=("provider_max",)))
     p = cat.price(ev(provider_cost={"amount": "0.0123456", "currency": "USD"}))
-    assert (p.unpriced, p.policy, p.policy_detail, p.cost_nanos) == (True, "provider_cost", "USD", 12_346)
+    assert (p.unpriced, p.policy, p.policy_detail, p.cost_nanos) == (True, "provider_cost", "USD", 12_345_600)
     assert p.breakdown == {"provider_cost": Decimal("0.0123456")}
     assert p.priced_model == "mystery-model-x"
     # a cost in another currency is not converted: the fallback charges it
@@ -47,7 +47,7 @@ def test_provider_cost_is_charged_when_the_event_carries_one():
     assert eur.policy == "fallback"
     # a priced model ignores the provider's claim: the catalogue decides
     known = cat.price(ev(model="gpt-4.1", provider_cost={"amount": "99", "currency": "USD"}))
-    assert (known.policy, known.unpriced, known.cost_nanos) == ("catalogue", False, 8_500)
+    assert (known.policy, known.unpriced, known.cost_nanos) == ("catalogue", False, 8_500_000)
 
 
 def _max_rates(cat: PriceCatalogue, providers: list[str]) -> dict[str, Decimal]:
@@ -82,7 +82,7 @@ def test_fixed_fallback_charges_the_configured_rates_per_1k_tokens():
                                                   fixed_per_1k={"input": Decimal("0.01"), "output": Decimal("0.03")}))
     p = cat.price(ev())
     # 2,000 input x $0.01/1k + 1,000 cache reads at the input rate + 500 output x $0.03/1k
-    assert (p.policy, p.policy_detail, p.exact_usd, p.cost_nanos) == ("fallback", "fixed", Decimal("0.045"), 45_000)
+    assert (p.policy, p.policy_detail, p.exact_usd, p.cost_nanos) == ("fallback", "fixed", Decimal("0.045"), 45_000_000)
 
 
 def test_fallbacks_are_tried_in_order_then_block():
@@ -101,16 +101,16 @@ def test_unknown_gpu_types_are_charged_by_the_policy_too():
     gpu = {"gpu_hours": "2", "gpu_type": "tpu-v5e"}
     maxed = CAT.with_unpriced_policy(UnpricedPolicy(fallback=("provider_max",)))
     p = maxed.price(ev(provider="self_hosted", model="", tokens={}, compute=gpu))
-    assert (p.unpriced, p.policy, p.breakdown, p.cost_nanos) == (True, "fallback", {"gpu": Decimal("7.60")}, 7_600_000)
+    assert (p.unpriced, p.policy, p.breakdown, p.cost_nanos) == (True, "fallback", {"gpu": Decimal("7.60")}, 7_600_000_000)
     # the GPU is the cost: a self-hosted model's tokens are informational, as for a known GPU type
     with_tokens = maxed.price(ev(provider="self_hosted", model="llama-3.1-70b", compute=gpu))
-    assert (with_tokens.policy, with_tokens.cost_nanos) == ("fallback", 7_600_000)
+    assert (with_tokens.policy, with_tokens.cost_nanos) == ("fallback", 7_600_000_000)
     fixed = CAT.with_unpriced_policy(UnpricedPolicy(fallback=("fixed",), fixed_per_gpu_hour=Decimal("2.25")))
-    assert fixed.price(ev(provider="self_hosted", model="", tokens={}, compute=gpu)).cost_nanos == 4_500_000
+    assert fixed.price(ev(provider="self_hosted", model="", tokens={}, compute=gpu)).cost_nanos == 4_500_000_000
     assert fixed.price(ev()).policy == "none"  # no token rates configured: the fixed fallback does not apply
     opencost = maxed.with_unpriced_policy(UnpricedPolicy(provider_cost=True)).price(
         ev(provider="self_hosted", model="", tokens={}, compute=gpu, provider_cost={"amount": "5.5"}))
-    assert (opencost.policy, opencost.cost_nanos) == ("provider_cost", 5_500_000)
+    assert (opencost.policy, opencost.cost_nanos) == ("provider_cost", 5_500_000_000)
 
 
 def test_settings_build_the_policy():
