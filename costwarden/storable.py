@@ -23,9 +23,11 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2106, 2, 7, 6, 28, 16, tzinfo=timezone.utc)  # exclusive: DateTime ends at 06:28:15
 UINT64_MAX = 2**64 - 1
 GPU_HOURS_BOUND = Decimal("1e15")  # Decimal(24, 9), exclusive
-PROVIDER_COST_BOUND = Decimal("1e26")  # Decimal(38, 12), exclusive
+# exclusive: a provider cost may be what budgets are charged (the unpriced policy), in Int64 nanos
+PROVIDER_COST_BOUND = Decimal("1e9")
 _INT_DIGITS = sys.get_int_max_str_digits()
-_COUNTS = ("input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning")
+_COUNTS = ("input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning", "input_audio",
+           "output_audio", "input_image", "output_image")
 _TEXTS = ("event_id", "source", "provider", "model", "operation", "schema_version")
 _IDS = ("api_key_id", "project_id", "workspace_id", "user_id", "service_account", "trace_id")
 
@@ -75,8 +77,8 @@ def check_storable(ev: UsageEvent, texts: bool = True) -> None:
         raise InvalidEventError("unstorable", f"compute.gpu_hours: {brief_number(c.gpu_hours)} does not fit "
                                               f"Decimal(24, 9)")
     if pc is not None and not abs(pc.amount) < PROVIDER_COST_BOUND:
-        raise InvalidEventError("unstorable", f"provider_cost.amount: {brief_number(pc.amount)} does not fit "
-                                              f"Decimal(38, 12)")
+        raise InvalidEventError("unstorable", f"provider_cost.amount: {brief_number(pc.amount)} is more than one "
+                                              f"event may cost (under $1,000,000,000: charged in Int64 nano-dollars)")
     if not texts:
         return
     joined = "".join((ev.event_id, ev.source, ev.provider, ev.model, ev.operation, ev.schema_version,
