@@ -128,9 +128,7 @@ class RawStage:
     def writer(self, topic: str, partition: int) -> CommitWriter:
         w = self._writers.get((topic, partition))
         if w is None:
-            # one block (the usual slice: one month, no dead letter) needs no journal: every id is
-            # looked up before a slice is processed, so a retry finds what that INSERT stored
-            w = self._writers[(topic, partition)] = CommitWriter(self.store, journal_single_block=False)
+            w = self._writers[(topic, partition)] = CommitWriter(self.store)
             w.journal = StoreJournal(w.store, raw_owner(topic, partition))  # w.store: with fault injection
         return w
 

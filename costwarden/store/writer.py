@@ -77,13 +77,9 @@ def split_by_month(rows: list[Row], column: str | None) -> list[list[Row]]:
 
 
 class CommitWriter:
-    def __init__(self, store: Store, journal: Journal | None = None, *, journal_single_block: bool = True) -> None:
-        """`journal_single_block=False`: a commit of one block is written without the journal (one
-        INSERT is atomic, views included; only for a caller whose retry finds what such an INSERT
-        stored, as the raw stage does by looking every id up), saving two journal round trips."""
+    def __init__(self, store: Store, journal: Journal | None = None) -> None:
         self.store = _with_faults(store)
         self.journal = journal
-        self.journal_single_block = journal_single_block
         self.pending = False   # a commit is in the journal whose writes have not all succeeded
 
     def commit(self, c: Commit) -> None:
@@ -92,16 +88,15 @@ class CommitWriter:
             self.recover()
         if not c:
             return
-        journal = self.journal if self.journal_single_block or len(c.blocks) > 1 else None
-        if journal is not None:
-            journal.write(c)
+        if self.journal is not None:
+            self.journal.write(c)
         try:
             self.apply(c)
         except Exception as e:
-            if journal is not None:
+            if self.journal is not None:
                 self.pending = True
             raise _retryable(e) from e
-        if journal is not None:
+        if self.journal is not None:
             self._done(c)
 
     def _done(self, c: Commit) -> None:
