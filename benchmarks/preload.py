@@ -7,9 +7,11 @@ Rows are made by ClickHouse itself (INSERT ... SELECT FROM numbers(), in chunks 
 memory stays bounded and no Python runs per row) into `usage_events`; the materialized views fill
 every report and budget rollup exactly as a real ingest does. The shape follows the demo: six
 teams, their workflows and api keys, OpenAI / Anthropic / Gemini models with their list prices
-(10-2,000 input and 20-800 output tokens a call), spread evenly over the 90 days before `end`,
-event ids random (a hash of the row number and the seed). Re-running with a larger N adds the
-missing rows only (ids continue from the stored count), so 1M -> 10M -> 50M reuses the data.
+(10-2,000 input and 20-800 output tokens a call), in time order (as a live stream arrives, so
+parts hold contiguous time) and evenly spaced up to `end`: over the 90 days before it, or, with
+`per_day`, at that rate (N / per_day days of history: stores of different sizes then differ in
+history only, not in how busy their recent hours are). Event ids are random (a hash of the row
+number and the seed). Re-running with a larger N adds the missing rows only.
 """
 from __future__ import annotations
 
@@ -45,10 +47,10 @@ def _nanos_per_token(i: int) -> str:
     return "[" + ", ".join(str(int(Decimal(m[i]) * 1000)) for m in MIX) + "]"
 
 
-def _insert_sql(start: int, n: int, end: datetime, seed: int) -> str:
+def _insert_sql(start: int, n: int, end: datetime, seed: int, total: int, span_ms: int) -> str:
     k = len(MIX)
-    at = f"fromUnixTimestamp64Milli(toInt64({int(end.timestamp() * 1000)} - (number * 7919 + {int(seed)}) % " \
-         f"{DAYS * 86_400_000}), 'UTC')"
+    step = span_ms / max(total, 1)  # ms between two events; the newest (number total-1) at `end`
+    at = f"fromUnixTimestamp64Milli(toInt64({int(end.timestamp() * 1000)} - ({total - 1} - number) * {step!r}), 'UTC')"
     pick = f"(number % {k}) + 1"
     return f"""
 INSERT INTO {{db}}.usage_events (event_id, occurred_at, ingested_at, source, provider, model, priced_model,
@@ -68,14 +70,16 @@ def stored(store: Store) -> int:
     return int(store.query("SELECT count() AS c FROM {db}.usage_events")[0]["c"])
 
 
-def preload(store: Store, rows: int, *, seed: int = 0, end: datetime | None = None,
+def preload(store: Store, rows: int, *, seed: int = 0, end: datetime | None = None, per_day: int | None = None,
             progress: Callable[[int], None] | None = None) -> int:
     """Add synthetic events until the store holds `rows` (counting what is there). Returns the
-    number added. `end`: the newest event time (default: the start of the current hour, UTC)."""
+    number added. `end`: the newest event time (default: the start of the current hour, UTC);
+    `per_day`: events a day (default: `rows` over 90 days)."""
     end = end or datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    span_ms = DAYS * 86_400_000 if not per_day else rows * 86_400_000 // per_day
     have = stored(store)
     for start in range(have, rows, CHUNK):
-        store.command(_insert_sql(start, min(CHUNK, rows - start), end, seed))
+        store.command(_insert_sql(start, min(CHUNK, rows - start), end, seed, rows, span_ms))
         if progress:
             progress(min(start + CHUNK, rows))
     return max(0, rows - have)
@@ -87,11 +91,12 @@ def main() -> None:
     ap.add_argument("--database", default="costwarden")
     ap.add_argument("--rows", type=int, required=True)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--per-day", type=int, default=None, help="events a day (default: N over 90 days)")
     a = ap.parse_args()
     store = open_store(None, a.dir, a.database)
     migrate(store)
     t = time.perf_counter()
-    added = preload(store, a.rows, seed=a.seed, progress=lambda n: print(f"  {n:,} rows", flush=True))
+    added = preload(store, a.rows, seed=a.seed, per_day=a.per_day, progress=lambda n: print(f"  {n:,} rows", flush=True))
     took = time.perf_counter() - t
     print(f"added {added:,} rows in {took:.1f}s ({added / took if took else 0:,.0f} rows/s); {stored(store):,} stored")
 
