@@ -26,7 +26,7 @@ from costwarden.finance.html import build
 from costwarden.finance.reports import finance_report
 from costwarden.finance.reprice import reprice
 from costwarden.finance.simulate import simulate
-from costwarden.money import from_nanos
+from costwarden.money import NANOS_PER_USD, from_nanos
 from costwarden.streams.catalogue import PriceCatalogue
 
 OLD = '          - {effective_from: 2024-08-06, input: "2.50", cache_read: "1.25", output: "10.00"}\n'
@@ -72,7 +72,7 @@ def main() -> None:
     assert rows[-1]["cost_nanos"] == raw
     frows = step("FOCUS rows (quarter)", lambda: focus_rows(store, start, end))
     step("FOCUS parquet write", lambda: write_focus(frows, "parquet", tmp / "focus.parquet"))
-    assert sum(r["BilledCost"] for r in frows) * 10**6 == raw
+    assert sum(r["BilledCost"] for r in frows) * NANOS_PER_USD == raw
     html = step("HTML report (quarter, budgets at end)", lambda: build(store, load_budgets(s.budgets.budgets_file),
                                                                           start, end, end, "quarter"))
     (tmp / "report.html").write_text(html)

@@ -36,7 +36,7 @@ def main() -> None:
     for name, pattern, trend, noise in SCENARIOS:
         seasonal, linear, cases = [], [], 0
         for seed in range(a.seeds):
-            bt = backtest(synthetic_history(date(2025, 1, 1), a.days, 250_000_000, pattern, trend, noise, seed))
+            bt = backtest(synthetic_history(date(2025, 1, 1), a.days, 250_000_000_000, pattern, trend, noise, seed))
             cases += bt.cases
             seasonal += bt.ape["weekday-seasonal"]
             linear += bt.ape["linear"]

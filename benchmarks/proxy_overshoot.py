@@ -33,6 +33,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from costwarden.api.server import free_port  # noqa: E402
+from costwarden.money import to_nanos  # noqa: E402
 
 MODES = {"check-only": ("px-check", "check", "quantile"), "reserve (worst)": ("px-worst", "reserve", "worst"),
          "reserve (p99)": ("px-p99", "reserve", "quantile")}
@@ -170,7 +171,7 @@ def run(srv_url: str, tokens: dict, threads: int, budget_nanos: int, max_tokens:
             w.join()
             spend, prev, deadline = None, -1, time.monotonic() + 30
             while time.monotonic() < deadline:  # reports are batched: wait until the spend is still
-                spend = int(Decimal(adm.get(f"/v1/budgets/{wf}").json()["spend_usd"]) * 1_000_000)
+                spend = to_nanos(adm.get(f"/v1/budgets/{wf}").json()["spend_usd"])
                 if spend == prev and spend >= outcomes["ok"] * CALL_NANOS:
                     break
                 prev = spend

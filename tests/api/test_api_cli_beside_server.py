@@ -125,16 +125,16 @@ def test_cli_goes_through_the_api_and_a_release_is_audited(served):
     got = json.loads(served.cli("ingest", "-", "--json", token=t, stdin=_events("runaway", 10)).stdout)
     # gpt-4.1: 100k input at $2/M + 10k output at $8/M = $0.28 per event; the budget blocks at $1
     assert got["accepted"] == 10 and got["duplicates"] == 1 and got["dead_lettered"] == {"malformed_json": 1}
-    assert got["cost_usd"] == "2.800000" and got["control_changes"] == ["runaway:block"]
+    assert got["cost_usd"] == "2.800000000" and got["control_changes"] == ["runaway:block"]
 
     listed = json.loads(served.cli("controls", "list", "--json", token=t).stdout)
     assert [(c["workflow"], c["state"], c["budget"]) for c in listed] == [("runaway", "block", "wf-daily")]
     rows = served.cli("report", "--by", "team,workflow", "--period", f"{datetime.now(timezone.utc):%Y-%m}",
                       "--format", "csv", token=t).stdout.splitlines()
     assert rows[0].startswith("team,workflow,requests") and rows[1].startswith("t,runaway,10,")
-    assert rows[-1].startswith("TOTAL,TOTAL,10,") and ",2800000," in rows[-1]
+    assert rows[-1].startswith("TOTAL,TOTAL,10,") and ",2800000000," in rows[-1]
     status = json.loads(served.cli("budgets", "status", "--format", "json", token=t).stdout)
-    assert [(b["budget"], b["spend_usd"], b["state"]) for b in status] == [("wf-daily", "2.800000", "over")]
+    assert [(b["budget"], b["spend_usd"], b["state"]) for b in status] == [("wf-daily", "2.800000000", "over")]
 
     refused = served.cli("controls", "release", "runaway", "--reason", " ", "--by", "ann@example.com", token=t,
                          check=False)

@@ -100,12 +100,12 @@ def test_reserve_then_settle_refuses_what_the_hard_budget_cannot_pay(api):
         assert guard.wait_ready(10)
         # gpt-4o-mini: 1M input + 1M output = $0.75 max per call against $1.00
         first = guard.reserve("runaway", "gpt-4o-mini", "openai", 1_000_000, 1_000_000)
-        assert str(first.estimate_usd) == "0.750000"
+        assert str(first.estimate_usd) == "0.750000000"
         with pytest.raises(Refused, match="runaway-cap"):
             guard.reserve("runaway", "gpt-4o-mini", "openai", 1_000_000, 1_000_000)
         assert guard.reserve("rag", "gpt-4o-mini", "openai", 1_000_000, 1_000_000)  # no hard budget
         out = guard.settle(first, usage("settled-1", "runaway", input_tokens=100_000, output_tokens=10_000))
-        assert out["hold"] == "released" and out["cost_usd"] == "0.021000"
+        assert out["hold"] == "released" and out["cost_usd"] == "0.021000000"
         second = guard.reserve("runaway", "gpt-4o-mini", "openai", 1_000_000, 1_000_000)  # $0.021 + $0.75 fits
         guard.release(second)
         holds = api.client("viewer").get("/v1/reservations").json()["holds"]

@@ -94,7 +94,7 @@ class Hits(CustomLogger):
 counter = Hits()
 '''
 
-MOCK_COST_NANOS = 14  # the mock's usage, 10 prompt + 20 completion tokens of gpt-4o-mini: $0.0000135, rounded
+MOCK_COST_NANOS = 13_500  # the mock's usage, 10 prompt + 20 completion tokens of gpt-4o-mini: $0.0000135, exactly
 
 
 class Proxy:
@@ -213,8 +213,8 @@ def wait_for(cond, timeout: float = 10.0, what: str = "") -> None:
 
 
 def test_reserve_then_settle_bounds_a_hard_budget_under_16_threads(stack):
-    """200 µ$ hard budget, 14 µ$ per call, max_tokens 256 (worst case ~155 µ$ a call): the
-    workflow's history (yesterday) sizes each hold at its p99 (14 µ$), so 14 calls fit and none
+    """200,000 n$ hard budget, 13,500 n$ per call, max_tokens 256 (worst case ~155,000 n$ a call): the
+    workflow's history (yesterday) sizes each hold at its p99 (13,500 n$), so 14 calls fit and none
     passes the limit; check-only admitted 49 calls past the crossing at 16 threads (issue 10)."""
     cw = stack["cw"]
     at = (datetime.now(timezone.utc) - timedelta(days=1)).isoformat()
@@ -254,12 +254,43 @@ def test_reserve_then_settle_bounds_a_hard_budget_under_16_threads(stack):
     wait_for(lambda: open_holds(stack, "burst") == 0, 15, "every hold settled")
     wait_for(lambda: spent_nanos(stack, "burst") >= admitted * MOCK_COST_NANOS, 15, "the settled usage stored")
     spent = spent_nanos(stack, "burst")
-    print(f"\nreserve through the proxy, 16 threads: {dict(outcomes)}; spent {spent} µ$ of 200")
+    print(f"\nreserve through the proxy, 16 threads: {dict(outcomes)}; spent {spent} n$ of 200,000")
     assert set(outcomes) <= {"ok", "402 budget_exceeded", "429 budget_reserved"}, outcomes
     assert spent == admitted * MOCK_COST_NANOS  # every admitted call settled, once
-    assert spent <= 200  # holds at the p99 of a constant cost: no call costs more than its hold
-    assert admitted >= 12, outcomes  # worst-case holds (~155 µ$) would have admitted 4 at most
+    assert spent <= 200_000  # holds at the p99 of a constant cost: no call costs more than its hold
+    assert admitted >= 12, outcomes  # worst-case holds (~155,000 n$) would have admitted 4 at most
     assert outcomes["402 budget_exceeded"] == 16  # then every thread was told, once, not to retry
+
+
+def test_a_thousand_tiny_calls_through_the_proxy_total_what_the_provider_bills(stack):
+    """1,000 mock gpt-4o-mini calls (10 + 20 tokens, $0.0000135 each) through the proxy's callback:
+    13,500,000 n$ = $0.0135 stored and reported, as the provider bills them (tests/core/
+    test_tiny_calls_exact.py has the same flow through `costwarden ingest`); rounded per call to
+    14 µ$ they were $0.014."""
+    day = datetime.now(timezone.utc).date().isoformat()
+    errors: list = []
+
+    def worker(n: int):
+        c = client(stack, retries=0)
+        for _ in range(n):
+            try:
+                chat(c, "tiny", max_tokens=32)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(125,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors[:3]
+    wait_for(lambda: open_holds(stack, "tiny") == 0 and spent_nanos(stack, "tiny") >= 1000 * MOCK_COST_NANOS, 30,
+             "the 1,000 calls settled and stored")
+    assert spent_nanos(stack, "tiny") == 13_500_000
+    r = stack["viewer"].get("/v1/reports/spend", params={"by": "workflow", "period": day})
+    assert r.status_code == 200, r.text
+    tiny = next(x for x in r.json()["rows"] if x["workflow"] == "tiny")
+    assert (tiny["requests"], tiny["cost_nanos"], tiny["cost_usd"]) == (1000, 13_500_000, "0.013500000")
 
 
 def test_a_kill_switch_is_one_attempt_for_the_openai_client(stack):

@@ -30,7 +30,7 @@ def test_a_new_workflow_holds_the_worst_case(api):
     r = c.post("/v1/reservations", json={**WORST, "workflow": "runaway"})
     assert r.status_code == 201, r.text
     h = r.json()
-    assert h["estimate_usd"] == h["worst_case_usd"] == "0.006150"
+    assert h["estimate_usd"] == h["worst_case_usd"] == "0.006150000"
     assert h["sized_by"].startswith("worst case (0 recent calls")
 
 
@@ -42,10 +42,10 @@ def test_holds_follow_the_recent_p99_and_settles_feed_it(api):
     r = c.post("/v1/reservations", json={**WORST, "workflow": "runaway"})
     assert r.status_code == 201, r.text
     h = r.json()
-    assert h["worst_case_usd"] == "0.006150" and h["estimate_usd"] == "0.003150", h
+    assert h["worst_case_usd"] == "0.006150000" and h["estimate_usd"] == "0.003150000", h
     assert h["sized_by"] == "p99 of 31 recent calls"
     assert c.post("/v1/reservations", json={**WORST, "workflow": "runaway", "sizing": "worst"}).json()[
-        "estimate_usd"] == "0.006150"
+        "estimate_usd"] == "0.006150000"
     # the prompt is billed whatever the answer: a hold is never below the input alone
     big_prompt = {**WORST, "max_input_tokens": 50_000}  # input alone $0.0075 > p99 $0.00315
     assert c.post("/v1/reservations", json={**big_prompt, "workflow": "runaway"}).json()["sized_by"] == \
@@ -55,11 +55,11 @@ def test_holds_follow_the_recent_p99_and_settles_feed_it(api):
     book = api.runtime.reservations
     before = len(book.samples["runaway"])
     out = c.post(f"/v1/reservations/{h['id']}/settle", json=usage("settled-x", "runaway", 1000, 1000))
-    assert out.status_code == 200 and out.json()["cost_usd"] == "0.000750", out.text
+    assert out.status_code == 200 and out.json()["cost_usd"] == "0.000750000", out.text
     deadline = time.monotonic() + 5
     while len(book.samples["runaway"]) == before and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert len(book.samples["runaway"]) == before + 1 and book.samples["runaway"].values[-1] == 750
+    assert len(book.samples["runaway"]) == before + 1 and book.samples["runaway"].values[-1] == 750_000
 
 
 def test_refusals_say_whether_waiting_helps(api):

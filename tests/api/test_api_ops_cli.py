@@ -23,7 +23,7 @@ def test_health_readiness_and_metrics(api):
 def test_budget_status_shows_spend_percent_forecast_and_state(api):
     api.client().post("/v1/events", json=usage("b1", "runaway", input_tokens=2_000_000, output_tokens=0))  # $0.30
     b = api.client("viewer").get("/v1/budgets/runaway-cap").json()
-    assert b["spend_usd"] == "0.300000" and b["amount_usd"] == "1.000000" and b["pct_used"] == "30.0"
+    assert b["spend_usd"] == "0.300000000" and b["amount_usd"] == "1.000000000" and b["pct_used"] == "30.0"
     assert b["state"] in ("ok", "at-risk") and b["forecast_usd"]
     assert api.client("viewer").get("/v1/budgets/nope").status_code == 404
     ids = [x["budget"] for x in api.client("finance").get("/v1/budgets").json()["budgets"]]

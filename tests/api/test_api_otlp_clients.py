@@ -35,7 +35,7 @@ PB = "application/x-protobuf"
 # every span starts on 2025-06-15 12:00 UTC (+ n ms): one report period whatever the time zone
 T0 = int(datetime(2025, 6, 15, 12, tzinfo=timezone.utc).timestamp() * 1e9)
 PERIOD = "2025-06"
-GPT_NANOS, CLAUDE_NANOS = 7545, 24075  # the costs of the two GenAI calls below (see test_api_sources.py)
+GPT_NANOS, CLAUDE_NANOS = 7_545_000, 24_075_000  # the costs of the two GenAI calls below (see test_api_sources.py)
 
 
 class RecordingSession(requests.Session):

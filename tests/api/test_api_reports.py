@@ -32,12 +32,12 @@ def test_spend_report_total_equals_the_events_cost_to_the_nano_dollar(api, inges
     rows = r.json()["rows"]
     total = rows[-1]
     assert total["team"] == total["workflow"] == "TOTAL"
-    assert total["cost_nanos"] == ingested == 7545 + 24075 + rows_cost(rows, "unallocated")
-    assert Decimal(total["cost_usd"]) == Decimal(ingested) / 1_000_000
+    assert total["cost_nanos"] == ingested == 7_545_000 + 24_075_000 + rows_cost(rows, "unallocated")
+    assert Decimal(total["cost_usd"]) == Decimal(ingested) / 1_000_000_000
     assert sum(x["cost_nanos"] for x in rows[:-1]) == ingested
     search = next(x for x in rows if x["team"] == "search")
     assert search["workflow"] == "rag-answer" and search["requests"] == 1
-    assert search["cost_per_request_usd"] == "0.007545"
+    assert search["cost_per_request_usd"] == "0.007545000"
 
 
 def rows_cost(rows: list[dict], team: str) -> int:
@@ -50,7 +50,7 @@ def test_spend_report_as_csv_for_finance(api, ingested):
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert {x["team"] for x in rows} == {"search", "support", "unallocated", "TOTAL"}
     assert int(rows[-1]["cost_nanos"]) == ingested
-    assert Decimal(rows[-1]["cost_usd"]) * 1_000_000 == ingested
+    assert Decimal(rows[-1]["cost_usd"]) * 1_000_000_000 == ingested
 
 
 def test_focus_csv_has_the_mandatory_columns_and_sums_to_the_events(api, ingested):
@@ -60,13 +60,13 @@ def test_focus_csv_has_the_mandatory_columns_and_sums_to_the_events(api, ingeste
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert set(MANDATORY) <= set(rows[0])
-    assert sum(Decimal(x["BilledCost"]) for x in rows) * 1_000_000 == ingested
+    assert sum(Decimal(x["BilledCost"]) for x in rows) * 1_000_000_000 == ingested
     assert {x["ChargeCategory"] for x in rows} == {"Usage"} and {x["BillingCurrency"] for x in rows} == {"USD"}
     pq = pytest.importorskip("pyarrow.parquet")
     p = api.client("admin").get("/v1/exports/focus", params={"period": PERIOD, "format": "parquet"})
     assert p.status_code == 200 and p.content[:4] == b"PAR1"
     table = pq.read_table(io.BytesIO(p.content))
-    assert sum(table.column("BilledCost").to_pylist()) * 1_000_000 == ingested
+    assert sum(table.column("BilledCost").to_pylist()) * 1_000_000_000 == ingested
 
 
 def test_reconcile_reports_rows_per_day_for_finance(api, ingested):

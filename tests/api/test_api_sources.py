@@ -28,13 +28,13 @@ def test_documented_otlp_example_lands_with_token_classes_and_cost(api):
     assert (claude["input_tokens"], claude["cache_read_tokens"], claude["cache_write_tokens"],
             claude["output_tokens"], claude["reasoning_tokens"]) == (500, 9000, 2500, 700, 400)
     # 826 x 2.50 + 1024 x 1.25 + 420 x 10 per 1M; 500 x 3 + 9000 x 0.30 + 2500 x 3.75 + 700 x 15 per 1M
-    assert (gpt["cost_nanos"], claude["cost_nanos"]) == (7545, 24075)
+    assert (gpt["cost_nanos"], claude["cost_nanos"]) == (7_545_000, 24_075_000)
     assert (gpt["team"], gpt["workflow"], claude["team"], claude["workflow"]) == \
         ("search", "rag-answer", "support", "triage-agent")
     assert gpt["source"] == "otlp"
     again = c.post("/v1/traces", content=OTLP, headers={"Content-Type": "application/json"})
     assert again.status_code == 200  # an exporter's retry counts nothing twice
-    assert sum(x["cost_nanos"] for x in _rows(api, "SELECT cost_nanos FROM {db}.usage_events FINAL")) == 31620
+    assert sum(x["cost_nanos"] for x in _rows(api, "SELECT cost_nanos FROM {db}.usage_events FINAL")) == 31_620_000
 
 
 def test_rejected_spans_are_a_partial_success_and_dead_lettered(api):

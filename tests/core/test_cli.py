@@ -70,15 +70,15 @@ def test_ingest_report_block_and_audited_release(workspace):
     first = json.loads(run([*budgets, "ingest", str(src), "--json"], data).stdout)
     # gpt-4.1: 100k input at $2/M + 10k output at $8/M = $0.28 per event
     assert first["accepted"] == 10 and first["duplicates"] == 1 and first["dead_lettered"] == {"content_field": 1}
-    assert first["cost_usd"] == "2.800000"
+    assert first["cost_usd"] == "2.800000000"
     assert first["control_changes"] == ["runaway:block"]
     again = json.loads(run([*budgets, "ingest", str(src), "--json"], data).stdout)
     assert again["accepted"] == 0 and again["control_changes"] == []
 
     rep = run(["report", "--by", "team,workflow", "--period", f"{at:%Y-%m}", "--format", "csv"], data).stdout
     rows = list(csv.DictReader(io.StringIO(rep)))
-    assert rows[0]["workflow"] == "runaway" and rows[0]["cost_usd"] == "2.800000"
-    assert rows[-1]["team"] == "TOTAL" and rows[-1]["cost_nanos"] == "2800000"
+    assert rows[0]["workflow"] == "runaway" and rows[0]["cost_usd"] == "2.800000000"
+    assert rows[-1]["team"] == "TOTAL" and rows[-1]["cost_nanos"] == "2800000000"
 
     listed = json.loads(run([*budgets, "controls", "list", "--json"], data).stdout)
     assert [(c["workflow"], c["state"], c["budget"]) for c in listed] == [("runaway", "block", "wf-daily")]
@@ -97,7 +97,7 @@ def test_price_has_no_side_effects(workspace):
     at = datetime(2026, 11, 1, tzinfo=timezone.utc)
     p = run(["price", "-"], workspace / "d", stdin=events(2, at), check=False)
     rows = [json.loads(line) for line in p.stdout.splitlines()]
-    assert [r["cost_usd"] for r in rows] == ["0.280000"] * 3  # the duplicate line is priced too: no state
+    assert [r["cost_usd"] for r in rows] == ["0.280000000"] * 3  # the duplicate line is priced too: no state
     assert p.returncode == 0 and "content_field" in p.stderr  # valid events priced: 0, the bad line on stderr
     assert not (workspace / "d").exists()
 
@@ -183,13 +183,13 @@ def test_budgets_status_at_is_as_of_that_instant_and_keeps_its_offset(workspace)
         return json.loads(run([*budgets, "budgets", "status", "--format", "json", *args], data).stdout)[0]
 
     at = status("--at", "2026-11-29T23:30:00-05:00")  # = 2026-11-30 04:30 UTC
-    assert at["period"] == "2026-11-30" and at["spend_usd"] == "0.840000" and at["pct_used"] == "84.0"
+    assert at["period"] == "2026-11-30" and at["spend_usd"] == "0.840000000" and at["pct_used"] == "84.0"
     assert status("--at", "2026-11-30T04:30:00Z") == at
-    assert status("--at", "2026-11-30T04:30:00")["spend_usd"] == "0.840000"  # no offset: UTC
+    assert status("--at", "2026-11-30T04:30:00")["spend_usd"] == "0.840000000"  # no offset: UTC
     day = status("--period", "2026-11-29")
-    assert day["period"] == "2026-11-29" and day["spend_usd"] == "0.560000" and day["state"] == "ok"
+    assert day["period"] == "2026-11-29" and day["spend_usd"] == "0.560000000" and day["state"] == "ok"
     full = status("--period", "2026-11-30")
-    assert full["spend_usd"] == "1.400000" and full["state"] == "over"
+    assert full["spend_usd"] == "1.400000000" and full["state"] == "over"
     table = run([*budgets, "budgets", "status", "--at", "2026-11-29T23:30:00-05:00"], data).stdout
     assert "as of 2026-11-29 23:30 -05:00" in table and "84.0%" in table and "$0.84" in table and "$1.00" in table
 
@@ -205,8 +205,8 @@ def test_total_cost_per_request_does_not_spread_gpu_hours_over_model_calls(works
     run(["ingest", str(src)], data)
     rows = json.loads(run(["report", "--period", "2026-11", "--format", "json"], data).stdout)
     total = rows[-1]
-    assert total["team"] == "TOTAL" and total["requests"] == 2 and int(total["cost_nanos"]) > 560_000
-    assert total["cost_per_request_usd"] == "0.280000"  # the two model calls' cost over their requests
+    assert total["team"] == "TOTAL" and total["requests"] == 2 and int(total["cost_nanos"]) > 560_000_000
+    assert total["cost_per_request_usd"] == "0.280000000"  # the two model calls' cost over their requests
 
 
 def test_connectors_run_without_once_exits_9_when_the_provider_refuses_the_key(workspace):
@@ -268,7 +268,7 @@ def test_human_output_rules():
     assert human.when(datetime.fromisoformat("2026-11-29T23:30:00-05:00")) == "2026-11-29 23:30 -05:00"
     assert human.mapping({"content_field": 98, "negative_value": 94}) == "content_field: 98, negative_value: 94"
     assert human.cell("cost_per_request_usd", Decimal("0.001875")) == "$0.0019"
-    assert human.cell("cost_nanos", 5_206_700_400) == "$5,206.70" and human.cell("pct_used", Decimal("80.7")) == "80.7%"
+    assert human.cell("cost_nanos", 5_206_700_400_000) == "$5,206.70" and human.cell("pct_used", Decimal("80.7")) == "80.7%"
     assert human.human_columns(["cost_usd", "cost_nanos", "requests"]) == ["cost_usd", "requests"]
 
     buf = _io.StringIO()
@@ -333,7 +333,7 @@ def test_price_knows_the_models_people_use_from_the_default_catalogue(workspace)
     assert [(r["model"], r["unpriced"]) for r in rows] == [(m, 0) for _, m in DONE_MODELS]
     assert all(r["cost_nanos"] > 0 for r in rows)
     # text-embedding-3-small: 10,000 x $0.02/1M; gpt-4.1-nano: 10,000 x $0.10 + 1,000 x $0.40 per 1M
-    assert [r["cost_usd"] for r in rows[:2]] == ["0.000200", "0.001400"]
+    assert [r["cost_usd"] for r in rows[:2]] == ["0.000200000", "0.001400000"]
 
 
 OLD_CATALOGUE = """version: "2025-01-old.1"

@@ -75,10 +75,10 @@ def test_a_failed_write_changes_nothing_in_memory_and_the_retry_is_exact(setting
     p.writer.store = real
     p.process_batch(batch())
     [row] = p.status(at)
-    assert row["spend_nanos"] == 12_000_000 and str(row["pct_used"]) == "120.0"
+    assert row["spend_nanos"] == 12_000_000_000 and str(row["pct_used"]) == "120.0"
     assert p.check("w", at).action.value == "block"
     got = stored(p)
-    assert got["events"] == {"n": 20, "c": 12_000_000} and got["hour"] == {"n": 20, "c": 12_000_000}
+    assert got["events"] == {"n": 20, "c": 12_000_000_000} and got["hour"] == {"n": 20, "c": 12_000_000_000}
     assert got["fired"] == ["wf:2026-11:actual:100", "wf:2026-11:actual:50", "wf:2026-11:actual:80"]
     assert got["outbox"] == 2 and got["dead"] == 1
     assert got["controls"] == [("w", "block")]
@@ -87,7 +87,7 @@ def test_a_failed_write_changes_nothing_in_memory_and_the_retry_is_exact(setting
     # and a third delivery of the same events counts nothing
     again = p.process_batch(batch())
     assert again.accepted == 0 and again.duplicates == 20
-    assert p.status(at)[0]["spend_nanos"] == 12_000_000
+    assert p.status(at)[0]["spend_nanos"] == 12_000_000_000
     p.close()
 
 
@@ -121,5 +121,5 @@ def test_late_redeliveries_are_counted_once_whatever_the_window_holds(settings):
     p = open_pipeline(settings)                                             # and after a restart
     assert p.ingest(resend).duplicates == len(resend)
     rows, _ = spend_report(p.store, ["team"], T0 - timedelta(days=1), T0 + timedelta(days=5))
-    assert [(r["team"], r["requests"], r["cost_nanos"]) for r in rows] == [("t", 3000, 18_000_000), ("TOTAL", 3000, 18_000_000)]
+    assert [(r["team"], r["requests"], r["cost_nanos"]) for r in rows] == [("t", 3000, 18_000_000_000), ("TOTAL", 3000, 18_000_000_000)]
     p.close()

@@ -111,8 +111,8 @@ def test_the_demo_tells_the_months_story(demo):
     m = re.search(r"alerts: (\d+) budget signals .*?, (\d+) notifications: a signal notifies every channel", out)
     assert m and int(m[2]) > int(m[1])
     assert "team-search at 80%: oncall-search and finance" in out
-    # money for people: no 6-decimal amounts in the tables
-    assert not re.search(r"│\s+\d+\.\d{6}\s+│", out) and "$5,206.70" in out
+    # money for people: no exact (nano-dollar) amounts in the tables
+    assert not re.search(r"│\s+\d+\.\d{6,}\s+│", out) and "$5,206.70" in out
 
 
 def test_the_gateway_honours_the_kill_switch_and_the_saving_is_shown(demo):

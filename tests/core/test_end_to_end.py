@@ -80,7 +80,7 @@ def test_synthetic_month_with_a_runaway_agent(pipeline, month):
     crossing = next(s for s in report.signals if s.key.endswith(f"{runaway_day}:actual:100"))
     block = next(c for c in report.changes if c.after.state is State.block)
     assert block.at == crossing.at and block.after.workflow == "agent-loop"
-    assert crossing.spend_nanos >= 150_000_000 > crossing.spend_nanos - 10_000_000
+    assert crossing.spend_nanos >= 150_000_000_000 > crossing.spend_nanos - 10_000_000_000
     assert p.check("agent-loop", crossing.at + timedelta(seconds=1)).action is State.block
     # ... a throttle came first, at 50%
     throttle = next(c for c in report.changes if c.after.state is State.throttle)

@@ -53,8 +53,8 @@ def test_totals_marks_controls_and_spike_baseline_survive_a_restart(settings):
     big = [ev(2000 + i, burst_start + timedelta(hours=3, minutes=i), 10_000_000) for i in range(15)]  # $6 each
     report = p.ingest(big)
     fired = {s.key: s.spend_nanos for s in report.signals}
-    assert fired["wf:2026-11:actual:50"] == 13_200_000 + 7 * 6_000_000
-    assert fired["wf:2026-11:actual:100"] == 13_200_000 + 15 * 6_000_000
+    assert fired["wf:2026-11:actual:50"] == 13_200_000_000 + 7 * 6_000_000_000
+    assert fired["wf:2026-11:actual:100"] == 13_200_000_000 + 15 * 6_000_000_000
     assert p.check("w", burst_start + timedelta(hours=4)).action.value == "block"
     p.close()
 

@@ -111,7 +111,7 @@ def priced(lines: list[bytes]) -> tuple[list[dict], int]:
 
 
 def dollars(nanos: int) -> str:
-    return str(Decimal(nanos) / Decimal(1_000_000))
+    return str(Decimal(nanos) / Decimal(1_000_000_000))
 
 
 @dataclass

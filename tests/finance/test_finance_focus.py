@@ -30,7 +30,7 @@ def test_parquet_has_every_required_column_with_focus_types(fin_data, tmp_path):
     assert set(REQUIRED) <= set(schema.names) and set(MANDATORY) <= set(schema.names)
     assert all(c in REQUIRED or c.startswith("x_") for c in schema.names)
     for c in ("BilledCost", "EffectiveCost", "ListCost", "ContractedCost"):
-        assert pa.types.is_decimal(schema.field(c).type) and schema.field(c).type.scale == 6
+        assert pa.types.is_decimal(schema.field(c).type) and schema.field(c).type.scale == 9
         assert t.column(c).null_count == 0
     for c in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart", "ChargePeriodEnd"):
         assert schema.field(c).type == pa.timestamp("us", tz="UTC")
@@ -39,7 +39,7 @@ def test_parquet_has_every_required_column_with_focus_types(fin_data, tmp_path):
         assert schema.field(c).type == pa.string()
     data = t.to_pylist()
     oct_truth = [r for r in truth if OCT[0] <= r["at"] < OCT[1]]
-    assert sum(r["BilledCost"] for r in data) == Decimal(sum(r["cost_nanos"] for r in oct_truth)) / 10**6
+    assert sum(r["BilledCost"] for r in data) == Decimal(sum(r["cost_nanos"] for r in oct_truth)) / 10**9
     assert {r["BillingCurrency"] for r in data} == {"USD"}
     assert {r["ChargeCategory"] for r in data} == {"Usage"}
     assert {r["ServiceCategory"] for r in data} == {"AI and Machine Learning"}

@@ -25,7 +25,7 @@ def test_every_row_and_the_total_equal_the_events_to_the_nano_dollar(fin_data, d
         assert body == expected
         assert rows[-1][dim] == "TOTAL"
         assert rows[-1]["cost_nanos"] == sum(expected.values())
-        assert rows[-1]["cost_usd"] == Decimal(sum(expected.values())) / 1_000_000
+        assert rows[-1]["cost_usd"] == Decimal(sum(expected.values())) / 1_000_000_000
         assert rows[-1]["requests"] == sum(r["requests"] for r in truth if start <= r["at"] < end)
 
 
@@ -45,11 +45,11 @@ def test_unit_costs_per_request_per_1k_and_per_run(fin_data):
     store, _, _ = fin_data
     rows, _ = finance_report(store, ["workflow"], *OCT)
     etl = next(r for r in rows if r["workflow"] == "nightly-etl")
-    assert etl["cost_nanos"] == 4_500_000 and etl["requests"] == 6  # 3 runs x ($1.00 + $0.50)
+    assert etl["cost_nanos"] == 4_500_000_000 and etl["requests"] == 6  # 3 runs x ($1.00 + $0.50)
     assert etl["runs"] == 3
-    assert etl["cost_per_run_usd"] == Decimal("1.500000")
-    assert etl["cost_per_request_usd"] == Decimal("0.750000")
-    assert etl["cost_per_1k_requests_usd"] == Decimal("750.000000")
+    assert etl["cost_per_run_usd"] == Decimal("1.500000000")
+    assert etl["cost_per_request_usd"] == Decimal("0.750000000")
+    assert etl["cost_per_1k_requests_usd"] == Decimal("750.000000000")
     assert rows[-1]["runs"] == 3
     untagged = next(r for r in rows if r["workflow"] == "rag-answer")
     assert untagged["runs"] == 0 and untagged["cost_per_run_usd"] is None
@@ -65,7 +65,7 @@ def test_period_over_period_change(fin_data):
     rows, _ = finance_report(store, ["team"], *OCT)
     cur, prev = sum_by(truth, "team", *OCT), sum_by(truth, "team", *SEP)
     support = next(r for r in rows if r["team"] == "support")
-    assert support["previous_cost_usd"] == Decimal(prev["support"]) / 1_000_000
+    assert support["previous_cost_usd"] == Decimal(prev["support"]) / 1_000_000_000
     assert support["change_pct"] == (Decimal(cur["support"] - prev["support"]) * 100 / prev["support"]).quantize(
         Decimal("0.1"))
     data = next(r for r in rows if r["team"] == "data")
@@ -77,12 +77,12 @@ def test_csv_and_parquet_carry_exact_decimals(fin_data, tmp_path):
     rows, cols = finance_report(store, ["team", "model"], *OCT)
     text = to_csv(rows, cols)
     total_line = text.strip().splitlines()[-1].split(",")
-    assert Decimal(total_line[cols.index("cost_usd")]) == Decimal(sum(sum_by(truth, "team", *OCT).values())) / 10**6
-    assert len(total_line[cols.index("cost_usd")].split(".")[1]) == 6  # always to the nano-dollar
+    assert Decimal(total_line[cols.index("cost_usd")]) == Decimal(sum(sum_by(truth, "team", *OCT).values())) / 10**9
+    assert len(total_line[cols.index("cost_usd")].split(".")[1]) == 9  # always to the nano-dollar
     path = tmp_path / "r.parquet"
     to_parquet(rows, cols, path)
     t = pq.read_table(path)
-    assert str(t.schema.field("cost_usd").type) == "decimal128(38, 6)"
+    assert str(t.schema.field("cost_usd").type) == "decimal128(38, 9)"
     assert str(t.schema.field("requests").type) == "int64"
     costs = t.column("cost_usd").to_pylist()
     assert sum(costs[:-1]) == costs[-1] == rows[-1]["cost_usd"]

@@ -61,19 +61,19 @@ def test_thresholds_controls_and_refused_spend_match_the_hand_checked_replay(set
     utc = lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))  # noqa: E731
     wf = sim.budgets["wf-a-daily"]
     assert [(f.at, f.threshold, f.spend_nanos) for f in wf.fired] == [
-        (utc("2026-10-05T10:02:00Z"), "30%", 3_000_000), (utc("2026-10-05T10:08:00Z"), "100%", 10_000_000)]
+        (utc("2026-10-05T10:02:00Z"), "30%", 3_000_000_000), (utc("2026-10-05T10:08:00Z"), "100%", 10_000_000_000)]
     assert [(t.at, t.state, t.rate_per_min, t.expires_at) for t in wf.tripped] == [
         (utc("2026-10-05T10:02:00Z"), "throttle", Decimal("2"), utc("2026-10-06T00:00:00Z")),
         (utc("2026-10-05T10:08:00Z"), "block", None, utc("2026-10-06T00:00:00Z"))]
-    assert wf.refused_throttle_nanos == 1_000_000
-    assert wf.refused_block_nanos == 2_000_000
-    assert wf.refused_events == 3 and dict(wf.refused_by_workflow) == {"wf-a": 3_000_000}
-    assert wf.charged_nanos == 11_000_000  # $10 on the 5th + $1 on the 6th
+    assert wf.refused_throttle_nanos == 1_000_000_000
+    assert wf.refused_block_nanos == 2_000_000_000
+    assert wf.refused_events == 3 and dict(wf.refused_by_workflow) == {"wf-a": 3_000_000_000}
+    assert wf.charged_nanos == 11_000_000_000  # $10 on the 5th + $1 on the 6th
     team = sim.budgets["team-t"]
     assert [(f.at, f.threshold, f.spend_nanos) for f in team.fired] == [
-        (utc("2026-10-05T10:08:00Z"), "10%", 10_000_000)]
-    assert team.charged_nanos == 12_000_000 and team.refused_nanos == 0
-    assert sim.events == 15 and sim.spend_nanos == 15_000_000 and sim.refused_nanos == 3_000_000
+        (utc("2026-10-05T10:08:00Z"), "10%", 10_000_000_000)]
+    assert team.charged_nanos == 12_000_000_000 and team.refused_nanos == 0
+    assert sim.events == 15 and sim.spend_nanos == 15_000_000_000 and sim.refused_nanos == 3_000_000_000
 
     live_after = [p.store.query(f"SELECT count() AS n FROM {{db}}.{t}")[0]["n"]
                   for t in ("controls", "control_audit", "budget_events", "alert_outbox", "usage_events")]

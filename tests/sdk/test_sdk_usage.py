@@ -256,6 +256,6 @@ def test_reported_responses_are_priced_and_enforced_by_the_api(provider, sdk_api
         assert wait_for(lambda: guard.check("lite-agent").action == "block", 5)
         spend = api.client("admin").get("/v1/budgets/lite-cap").json()
         # gpt-4o-mini, once: 176 x $0.15 + 1024 cached x $0.075 + 300 out x $0.60 per M = $0.0002832
-        assert spend["spend_usd"] == "0.000283"
+        assert spend["spend_usd"] == "0.000283200"
     finally:
         guard.close()
