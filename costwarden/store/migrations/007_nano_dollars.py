@@ -55,6 +55,6 @@ def apply(store: Store) -> None:
             store.command(f"ALTER TABLE {{db}}.{table} ADD COLUMN IF NOT EXISTS {new} Int64 AFTER {old}")
             store.command(f"ALTER TABLE {{db}}.{table} UPDATE {new} = {old} * 1000 WHERE 1 "
                           "SETTINGS mutations_sync = 2")
-            store.command(f"ALTER TABLE {{db}}.{table} DROP COLUMN {old}")
+            store.command(f"ALTER TABLE {{db}}.{table} DROP COLUMN IF EXISTS {old}")
     for sql in VIEWS.values():
         store.command(sql)
