@@ -19,7 +19,7 @@ from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
 from costwarden.budgets.model import BudgetFile
 from costwarden.components import Core, load_budget_file, load_notifier
 from costwarden.config import Settings
-from costwarden.persist import control_from_row, load_state_rows
+from costwarden.persist import control_from_row, load_state_rows, recent_ids
 from costwarden.pipeline import BatchLoop, BatchReport
 from costwarden.store import Store, tables as T
 from costwarden.store.journal import FileJournal
@@ -46,9 +46,11 @@ class EmbeddedPipeline:
         self.writer = CommitWriter(self.store, FileJournal(settings.data_dir / "journal" / settings.store.database))
         self.writer.recover()  # a crashed commit first: the state below is read from the store
         p = settings.pipeline
-        state = load_state_rows(self.store, p.dedupe_horizon_hours, p.dedupe_max_entries)
-        dedupe = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries)
-        dedupe.mark_seen(state.recent_ids, floor=state.floor)
+        state = load_state_rows(self.store, p.dedupe_horizon_hours, p.dedupe_max_entries, ids=False)
+        # the window's ids are read at the first batch (up to dedupe_max_entries rows: seconds on a big
+        # store, which a command that only reads should not wait for); until then every id is asked
+        dedupe = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries, lookup_all=True)
+        self._window_loaded = False
         self.controls = ControlBook(control_from_row(r) for r in state.controls)
         self.processor = Processor(self.core.catalogue, self.core.attributor, self._ledger(self.budgets, state.fired), self.controls, dedupe,
                                    settings.limits.limits(), self.clock)
@@ -93,10 +95,21 @@ class EmbeddedPipeline:
 
     def process_batch(self, payloads: list[Any], source: str = "ingest") -> BatchReport:
         """One batch, one commit. Raises StoreError (retryable) with memory as before the batch."""
+        if not self._window_loaded:
+            self.load_window()
         report = self.loop.run(payloads, source)
         if report.alerts and self.worker is not None:
             self.worker.wake()
         return report
+
+    def load_window(self) -> None:
+        """Read the dedupe window from the store (done by the first batch; a runner may do it ahead)."""
+        p = self.settings.pipeline
+        ids, floor = recent_ids(self.store, p.dedupe_horizon_hours, p.dedupe_max_entries)
+        d = self.processor.dedupe
+        d.mark_seen(ids, floor=floor)
+        d.lookup_all = False
+        self._window_loaded = True
 
     # --- gateway and people ----------------------------------------------------------------------
     def check(self, workflow: str, now: datetime | None = None) -> Decision:

@@ -29,14 +29,21 @@ class StateRows:
     floor: datetime | None = None  # stored ids at or before it may be missing from recent_ids
 
 
-def load_state_rows(store: Store, horizon_hours: int, max_entries: int) -> StateRows:
-    """What a runner rebuilds at start (after the writer re-applied its journal)."""
+def recent_ids(store: Store, horizon_hours: int, max_entries: int) -> tuple[list[tuple[str, datetime]], datetime | None]:
+    """The dedupe window's ids and its floor (stored ids at or before it may be missing)."""
     ids = [(r["event_id"], r["occurred_at"]) for r in store.query(RecentIdsQuery(horizon_hours, max_entries).to_sql())]
     floor = None
     if ids:
         floor = min(at for _, at in ids) if len(ids) >= max_entries else \
             max(at for _, at in ids) - timedelta(hours=horizon_hours)
-    return StateRows(ids, store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)}, floor)
+    return ids, floor
+
+
+def load_state_rows(store: Store, horizon_hours: int, max_entries: int, ids: bool = True) -> StateRows:
+    """What a runner rebuilds at start (after the writer re-applied its journal); `ids=False`
+    leaves the dedupe window's ids out (see EmbeddedPipeline: loaded at the first batch)."""
+    recent, floor = recent_ids(store, horizon_hours, max_entries) if ids else ([], None)
+    return StateRows(recent, store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)}, floor)
 
 
 def stored_ids(store: Store, ids: list[str]) -> set[str]:
