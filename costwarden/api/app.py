@@ -96,6 +96,7 @@ def _error(status: int, reason: str, detail: str, headers: dict | None = None) -
 
 def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     from costwarden.api import routes_decisions, routes_events, routes_reports, routes_sources, routes_status
+    from costwarden.api.ui import console
 
     app = _App(title=title, version="1", description="costwarden gateway and status API. Every endpoint "
                   "needs `Authorization: Bearer <token>`; roles: gateway, viewer, finance, admin.")
@@ -176,6 +177,7 @@ def create_app(runtime, *, title: str = "costwarden") -> FastAPI:
     app.include_router(routes_status.router)
     app.include_router(routes_sources.router)
     app.include_router(routes_reports.router)
+    app.include_router(console.router)  # the web console under /ui (costwarden/api/ui/README.md)
 
     def openapi():
         if app.openapi_schema is None:

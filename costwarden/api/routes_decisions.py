@@ -22,6 +22,7 @@ from costwarden.api.decisions import decision_json, parse_cursor
 from costwarden.api.deps import need, runtime
 from costwarden.api.owner import route
 from costwarden.api.throttle import LEASE_VALID_S, MAX_WANT
+from costwarden.api.ui.auth import bearer_or_console
 from costwarden.budgets.controls import State
 
 router = APIRouter(prefix="/v1", tags=["decisions"])
@@ -115,7 +116,9 @@ def _control(cache, up) -> bytes:
 
 
 @router.get("/controls/stream", summary="server-sent events: every control change (SDK caches follow it)",
-            response_class=StreamingResponse,
+            response_class=StreamingResponse, description="A bearer token with the gateway, finance or admin "
+            "role; or, without an Authorization header, the web console's session cookie (viewer, finance or "
+            "admin: EventSource cannot send a header).",
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "`snapshot` first (unless resuming), then `control` events; "
                                             "`id` is the cursor `<epoch>:<version>`; a new `snapshot` "
@@ -126,7 +129,7 @@ async def stream(request: Request,
                      "another server start, one ahead of the server, a bare number or an unknown one: a "
                      "full snapshot is sent first")),
                  last_event_id: str | None = Header(None, max_length=64),
-                 _: Principal = Depends(need("decisions:read")), rt=Depends(runtime)):
+                 _: Principal = Depends(bearer_or_console("decisions:read")), rt=Depends(runtime)):
     cache = rt.cache
     heartbeat = rt.settings.api.stream_heartbeat_s
     if since is None and last_event_id:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Sequence
 
 from costwarden.errors import CostwardenError
@@ -24,9 +24,20 @@ def _range(start: datetime, end: datetime) -> str:
     return f"occurred_at >= {ts(start)} AND occurred_at < {ts(end)}"
 
 
+def _day_floor(d: datetime) -> datetime:
+    return d.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _day_ceil(d: datetime) -> datetime:
+    f = _day_floor(d)
+    return f if f == d else f + timedelta(days=1)
+
+
 @dataclass(frozen=True)
 class RunsQuery:
-    """Distinct workflow runs (the `run_id` tag) and their spend per dimension, from raw events."""
+    """Distinct workflow runs (the `run_id` tag) and their spend per dimension: whole UTC days from
+    the run rollup (migration 009), the edges of a range that does not start or end at midnight
+    from deduplicated raw events. Its cost grows with the runs in the range, not with stored events."""
 
     by: Sequence[str]
     start: datetime
@@ -35,10 +46,22 @@ class RunsQuery:
     def to_sql(self) -> str:
         sel = _dims(self.by)
         group = f" GROUP BY {', '.join(self.by)}" if self.by else ""
-        head = ", ".join(sel) + ", " if sel else ""
-        return (f"SELECT {head}uniqExact(tags['run_id']) AS runs, sum(cost_nanos) AS run_cost_nanos "
-                f"FROM {{db}}.usage_events FINAL WHERE {_range(self.start, self.end)} AND tags['run_id'] != ''"
-                f"{group}")
+        head = ", ".join(self.by) + ", " if self.by else ""
+        d0, d1 = _day_ceil(self.start), _day_floor(self.end)
+        parts, edges = [], [(self.start, self.end)]
+        if d0 < d1:
+            parts.append(f"SELECT {head}run_id, cost_nanos FROM {{db}}.run_rollup_day "
+                         f"WHERE bucket >= {ts(d0)} AND bucket < {ts(d1)}")
+            edges = [(self.start, d0), (d1, self.end)]
+        raw = ", ".join(sel) + ", " if sel else ""
+        for a, b in edges:
+            if a < b:
+                parts.append(f"SELECT {raw}tags['run_id'] AS run_id, cost_nanos FROM {{db}}.usage_events FINAL "
+                             f"WHERE {_range(a, b)} AND tags['run_id'] != ''")
+        if not parts:
+            parts.append(f"SELECT {head}run_id, cost_nanos FROM {{db}}.run_rollup_day WHERE 0")
+        return (f"SELECT {head}uniqExact(run_id) AS runs, sum(cost_nanos) AS run_cost_nanos "
+                f"FROM ({' UNION ALL '.join(parts)}){group}")
 
 
 @dataclass(frozen=True)

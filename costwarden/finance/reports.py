@@ -2,7 +2,7 @@
 
 `finance_report` extends `costwarden.reports.spend_report` (same rollup query, same TOTAL row)
 with every token class, unit costs (per request, per 1,000 requests, per workflow run where a
-`run_id` tag exists, counted from raw events), the previous period's cost and the change.
+`run_id` tag exists, from the run rollup), the previous period's cost and the change.
 "unallocated" is always a row when grouping by team, workflow or cost_center, even at $0.
 """
 from __future__ import annotations

@@ -9,13 +9,14 @@ month partition P that has at least one changed event:
 1. copy P of `usage_events` FINAL (one row per event_id) into a staging table of the same
    structure, then insert the corrected rows there with a newer `ingested_at` (the
    ReplacingMergeTree keeps the newest row per event_id);
-2. build P of every rollup (minute, hour, day) from the staging events FINAL, with the same
-   SELECT the materialized views use, into staging rollup tables;
+2. build P of every rollup (each materialized view's target: the report, budget, run and source
+   rollups) from the staging events FINAL, with the view's own SELECT (read from the store, so a
+   rollup added by a later migration is rebuilt too), into staging rollup tables;
 3. check that nothing was written to P meanwhile (row count and newest ingested_at unchanged),
    else give up on P without touching it (run again; `reprice` is idempotent);
-4. `ALTER TABLE ... REPLACE PARTITION P FROM staging` for the day, hour and minute rollups and the
-   raw table; each REPLACE swaps the whole partition in one step, so a query on one table sees
-   either all of P's old prices or all of its new ones, never half. Staging tables are dropped.
+4. `ALTER TABLE ... REPLACE PARTITION P FROM staging` for every rollup and then the raw table;
+   each REPLACE swaps the whole partition in one step, so a query on one table sees either all
+   of P's old prices or all of its new ones, never half. Staging tables are dropped.
 
 A report spanning several months may, while `reprice` runs, see one month re-priced and the next
 not yet (each month consistent). Writers to the re-priced months must be paused in distributed
@@ -23,6 +24,7 @@ mode (step 3 detects them and refuses); in embedded mode chDB's one-process rule
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -34,17 +36,26 @@ from costwarden.store import Store
 from costwarden.store.queries import lit, ts
 from costwarden.streams.pricing import Pricer
 
-ROLLUPS = {"day": "toStartOfDay", "hour": "toStartOfHour", "minute": "toStartOfMinute"}
-_ROLLUP_SELECT = (
-    "SELECT {fn}(occurred_at) AS bucket, team, workflow, cost_center, env, provider, priced_model AS model, "
-    "count() AS events, sum(requests) AS requests, sum(input_tokens) AS input_tokens, "
-    "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
-    "sum(cache_write_1h_tokens) AS cache_write_1h_tokens, sum(output_tokens) AS output_tokens, "
-    "sum(reasoning_tokens) AS reasoning_tokens, sum(toDecimal128(gpu_hours, 9)) AS gpu_hours, "
-    "sum(input_audio_tokens) AS input_audio_tokens, sum(output_audio_tokens) AS output_audio_tokens, "
-    "sum(input_image_tokens) AS input_image_tokens, sum(output_image_tokens) AS output_image_tokens, "
-    "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced_events "
-    "FROM {{db}}.{src} FINAL GROUP BY bucket, team, workflow, cost_center, env, provider, model")
+_VIEW_TARGET = re.compile(r"\bTO\s+`?[\w.]+?`?\.`?(\w+)`?")
+
+
+def _from_raw(store: Store) -> re.Pattern:
+    """`FROM <db>.usage_events` in a view's SELECT."""
+    return re.compile(rf"\bFROM\s+`?{re.escape(store.database)}`?\.`?usage_events`?(?=\s|$)")
+
+
+def rollup_views(store: Store) -> list[tuple[str, str]]:
+    """(target table, SELECT) of every materialized view over `usage_events`, target names sorted."""
+    out = []
+    raw = _from_raw(store)
+    for r in store.query("SELECT as_select, create_table_query FROM system.tables "
+                         "WHERE database = '{db}' AND engine = 'MaterializedView'"):
+        target = _VIEW_TARGET.search(r["create_table_query"])
+        if target and raw.search(r["as_select"]):
+            out.append((target.group(1), r["as_select"]))
+    return sorted(out)
+
+
 STAGE = "reprice_stage_"
 
 
@@ -156,7 +167,8 @@ def _fingerprint(store: Store, part: str) -> tuple:
 
 
 def _switch(store: Store, part: str, changed: list[dict], before: tuple) -> None:
-    tables = {"events": "usage_events", **{g: f"usage_rollup_{g}" for g in ROLLUPS}}
+    views = rollup_views(store)
+    tables = {"events": "usage_events", **{t: t for t, _ in views}}
     for key, table in tables.items():
         store.command(f"DROP TABLE IF EXISTS {{db}}.{STAGE}{key}")
         store.command(f"CREATE TABLE {{db}}.{STAGE}{key} AS {{db}}.{table}")
@@ -166,13 +178,19 @@ def _switch(store: Store, part: str, changed: list[dict], before: tuple) -> None
         for i in range(0, len(changed), 10_000):
             store.insert(f"{STAGE}events", changed[i:i + 10_000])
         store.command(f"OPTIMIZE TABLE {{db}}.{STAGE}events PARTITION ID {lit(part)} FINAL")
-        for g, fn in ROLLUPS.items():
-            store.command(f"INSERT INTO {{db}}.{STAGE}{g} " + _ROLLUP_SELECT.format(fn=fn, src=f"{STAGE}events"))
+        raw = _from_raw(store)
+        for target, select in views:  # the view's own SELECT over the staged (deduplicated) partition
+            staged = raw.sub(f"FROM {store.database}.{STAGE}events FINAL", select, count=1)
+            store.command(f"INSERT INTO {{db}}.{STAGE}{target} {staged}")
         if _fingerprint(store, part) != before:
             raise StoreError(f"events were written to {part} while re-pricing it; nothing was changed, "
                              "pause ingestion for that month and run reprice again")
-        for key in ("day", "hour", "minute", "events"):
-            store.command(f"ALTER TABLE {{db}}.{tables[key]} REPLACE PARTITION ID {lit(part)} FROM {{db}}.{STAGE}{key}")
+        for key in [*(t for t, _ in views), "events"]:
+            if store.query(f"SELECT count() AS n FROM {{db}}.{STAGE}{key}")[0]["n"]:
+                store.command(f"ALTER TABLE {{db}}.{tables[key]} REPLACE PARTITION ID {lit(part)} "
+                              f"FROM {{db}}.{STAGE}{key}")
+            else:  # nothing of P left in this rollup (no run ids that month, say)
+                store.command(f"ALTER TABLE {{db}}.{tables[key]} DROP PARTITION ID {lit(part)}")
     finally:
         for key in tables:
             store.command(f"DROP TABLE IF EXISTS {{db}}.{STAGE}{key}")

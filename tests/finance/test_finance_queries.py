@@ -12,11 +12,18 @@ from costwarden.finance.reprice import month_partitions
 A, B = datetime(2026, 10, 1, tzinfo=timezone.utc), datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def test_runs_query_reads_deduplicated_raw_events_by_priced_model():
-    sql = RunsQuery(["team", "model"], A, B).to_sql()
-    assert "FROM {db}.usage_events FINAL" in sql and "priced_model AS model" in sql
-    assert "uniqExact(tags['run_id'])" in sql and "tags['run_id'] != ''" in sql
-    assert sql.endswith("GROUP BY team, model")
+def test_runs_query_reads_the_run_rollup_for_whole_days_and_raw_events_only_for_the_edges():
+    sql = RunsQuery(["team", "model"], A, B).to_sql()  # whole days: the rollup alone
+    assert sql == ("SELECT team, model, uniqExact(run_id) AS runs, sum(cost_nanos) AS run_cost_nanos FROM "
+                   "(SELECT team, model, run_id, cost_nanos FROM {db}.run_rollup_day WHERE bucket >= "
+                   "toDateTime64('2026-10-01 00:00:00.000', 3, 'UTC') AND bucket < "
+                   "toDateTime64('2026-11-01 00:00:00.000', 3, 'UTC')) GROUP BY team, model")
+    edges = RunsQuery(["team", "model"], A.replace(hour=6), B.replace(hour=12)).to_sql()
+    assert edges.count("FROM {db}.usage_events FINAL") == 2 and "priced_model AS model" in edges
+    assert "tags['run_id'] AS run_id" in edges and "tags['run_id'] != ''" in edges
+    assert "bucket >= toDateTime64('2026-10-02 00:00:00.000', 3, 'UTC')" in edges
+    inside = RunsQuery(["team"], A.replace(hour=6), A.replace(hour=9)).to_sql()  # within one day: raw only
+    assert "run_rollup_day" not in inside and inside.endswith("GROUP BY team")
     with pytest.raises(CostwardenError):
         RunsQuery(["team; DROP TABLE x"], A, B).to_sql()
 
