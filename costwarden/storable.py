@@ -23,7 +23,8 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
 LATEST = datetime(2106, 2, 7, 6, 28, 16, tzinfo=timezone.utc)  # exclusive: DateTime ends at 06:28:15
 UINT64_MAX = 2**64 - 1
 GPU_HOURS_BOUND = Decimal("1e15")  # Decimal(24, 9), exclusive
-# exclusive: a provider cost may be what budgets are charged (the unpriced policy), in Int64 nanos
+# inclusive (as connectors' money caps): a provider cost may be what budgets are charged (the
+# unpriced policy), in Int64 nano-dollars
 PROVIDER_COST_BOUND = Decimal("1e9")
 _INT_DIGITS = sys.get_int_max_str_digits()
 _COUNTS = ("input", "cache_read", "cache_write", "cache_write_1h", "output", "reasoning", "input_audio",
@@ -76,9 +77,9 @@ def check_storable(ev: UsageEvent, texts: bool = True) -> None:
     if c is not None and not abs(c.gpu_hours) < GPU_HOURS_BOUND:
         raise InvalidEventError("unstorable", f"compute.gpu_hours: {brief_number(c.gpu_hours)} does not fit "
                                               f"Decimal(24, 9)")
-    if pc is not None and not abs(pc.amount) < PROVIDER_COST_BOUND:
+    if pc is not None and not abs(pc.amount) <= PROVIDER_COST_BOUND:
         raise InvalidEventError("unstorable", f"provider_cost.amount: {brief_number(pc.amount)} is more than one "
-                                              f"event may cost (under $1,000,000,000: charged in Int64 nano-dollars)")
+                                              f"event may cost ($1,000,000,000 at most: charged in Int64 nano-dollars)")
     if not texts:
         return
     joined = "".join((ev.event_id, ev.source, ev.provider, ev.model, ev.operation, ev.schema_version,
