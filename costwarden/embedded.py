@@ -53,8 +53,7 @@ class EmbeddedPipeline:
         self._window_loaded = False
         self.controls = ControlBook(control_from_row(r) for r in state.controls)
         self.processor = Processor(self.core.catalogue, self.core.attributor, self._ledger(self.budgets, state.fired), self.controls, dedupe,
-                                   settings.limits.limits(), self.clock)
-        self.processor.unpriced_notify = tuple(settings.pricing.unpriced.notify)
+                                   settings.limits.limits(), self.clock, settings.pricing.unpriced.notify)
         self.outbox = Outbox(self.store, max_attempts=settings.alerts.max_attempts)
         self.loop = BatchLoop(self.processor, self.store, self.writer, self.outbox, self.clock)
         self.notifier = notifier or load_notifier(settings)

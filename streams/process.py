@@ -29,7 +29,7 @@ from costwarden.streams.attribution import Attributor, as_dims
 from costwarden.streams.catalogue import PriceCatalogue
 from costwarden.streams.dedupe import DedupeWindow
 from costwarden.streams.rollup import event_row
-from costwarden.streams.unpriced import UnpricedNotice, block, notice, notice_key, within_day
+from costwarden.streams.unpriced import UnpricedNotice, block, notice, notice_key, recent
 
 PAYLOAD_LIMIT = 256 * 1024
 
@@ -104,7 +104,8 @@ def dead_letter(payload: Any, source: str, reason: str, detail: str, at: datetim
 class Processor:
     def __init__(self, catalogue: PriceCatalogue, attributor: Attributor, ledger: BudgetLedger,
                  controls: ControlBook, dedupe: DedupeWindow, limits: Limits | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, unpriced_notify: Iterable[str] = ()) -> None:
+        """`unpriced_notify`: the alert channels of unpriced notices (settings pricing.unpriced.notify)."""
         self.catalogue = catalogue
         self.attributor = attributor
         self.ledger = ledger
@@ -114,7 +115,7 @@ class Processor:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.metrics = Metrics()
         self._staged = Metrics()
-        self.unpriced_notify: tuple[str, ...] = ()  # alert channels of unpriced notices
+        self.unpriced_notify = tuple(unpriced_notify)
 
     # --- staging ------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -197,8 +198,7 @@ class Processor:
             change = block(self.controls, ev, workflow)
             if change is not None:
                 out.changes.append(change)
-        if within_day(ev.occurred_at, now) and self.ledger.mark(notice_key(ev.provider.strip().lower(),
-                                                                           ev.model.strip().lower(), ev.occurred_at)):
+        if recent(ev.occurred_at, now) and self.ledger.mark(notice_key(ev)):
             out.notices.append(notice(ev, price, workflow, self.unpriced_notify))
 
     # --- budget ---------------------------------------------------------------------------------

@@ -45,20 +45,25 @@ def day_of(at: datetime) -> datetime:
     return at.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def notice_key(provider: str, model: str, at: datetime) -> str:
-    return f"{KIND}:{provider}/{model}:{day_of(at):%Y-%m-%d}"
+def _names(ev: UsageEvent) -> tuple[str, str]:
+    return ev.provider.strip().lower(), ev.model.strip().lower()
+
+
+def notice_key(ev: UsageEvent) -> str:
+    provider, model = _names(ev)
+    return f"{KIND}:{provider}/{model}:{day_of(ev.occurred_at):%Y-%m-%d}"
 
 
 def notice(ev: UsageEvent, price, workflow: str, channels: tuple[str, ...]) -> UnpricedNotice:
-    provider, model = ev.provider.strip().lower(), ev.model.strip().lower()
-    return UnpricedNotice(notice_key(provider, model, ev.occurred_at), provider, model, day_of(ev.occurred_at),
+    provider, model = _names(ev)
+    return UnpricedNotice(notice_key(ev), provider, model, day_of(ev.occurred_at),
                           ev.occurred_at, workflow, price.policy, price.policy_detail, price.cost_nanos, channels)
 
 
 def block(controls: ControlBook, ev: UsageEvent, workflow: str) -> ControlChange | None:
     """The block the `block` policy asks for (None when the workflow is blocked already, or a
     person released this model's block for the day)."""
-    provider, model = ev.provider.strip().lower(), ev.model.strip().lower()
+    provider, model = _names(ev)
     reason = (f"unpriced model {provider}/{model}: the catalogue has no price and pricing.unpriced.block "
               f"is set (add the model to the catalogue or an overrides file, then release)")
     return controls.apply_rule(workflow, State.block, rate_per_min=None, budget_id=f"{KIND}:{provider}/{model}",
@@ -66,6 +71,6 @@ def block(controls: ControlBook, ev: UsageEvent, workflow: str) -> ControlChange
                                at=ev.occurred_at)
 
 
-def within_day(at: datetime, now: datetime) -> bool:
+def recent(at: datetime, now: datetime) -> bool:
     """A notice is only raised for usage of the last 48 hours (a back-fill of old months is not news)."""
     return now - at <= timedelta(hours=48)

@@ -107,8 +107,7 @@ class RawStage:
         marks = BudgetLedger(BudgetFile(version=1, timezone=core.budgets.timezone, budgets=[]),
                              fired=(r["key"] for r in store.query(UNPRICED_MARKS_SQL)))
         self.processor = Processor(core.catalogue, core.attributor, marks, ControlBook(), dedupe_window(store, s),
-                                   s.limits.limits(), self.clock)
-        self.processor.unpriced_notify = tuple(s.pricing.unpriced.notify)
+                                   s.limits.limits(), self.clock, s.pricing.unpriced.notify)
         self.outbox = Outbox(store, max_attempts=s.alerts.max_attempts)  # unpriced notices' alerts
         if s.pricing.unpriced.block:
             log.warning("pricing.unpriced.block is applied by the embedded pipeline and `costwarden serve`; "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
@@ -13,6 +14,7 @@ from urllib.parse import parse_qs
 class Post:
     path: str
     fields: dict  # title, message, type, ... (decoded JSON or form fields)
+    at: float     # time.monotonic() on arrival
 
 
 class HookReceiver:
@@ -29,7 +31,7 @@ class HookReceiver:
                 else:
                     fields = {k: v[0] for k, v in parse_qs(raw).items()}
                 with rec._lock:
-                    rec.posts.append(Post(self.path, fields))
+                    rec.posts.append(Post(self.path, fields, time.monotonic()))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -45,8 +47,11 @@ class HookReceiver:
         return f"{scheme}://127.0.0.1:{self.port}/{name}"
 
     def titles(self, name: str | None = None) -> list[str]:
+        return [p.fields.get("title", "") for p in self.snapshot() if name is None or p.path == f"/{name}"]
+
+    def snapshot(self) -> list[Post]:
         with self._lock:
-            return [p.fields.get("title", "") for p in self.posts if name is None or p.path == f"/{name}"]
+            return list(self.posts)
 
     def close(self) -> None:
         self.server.shutdown()

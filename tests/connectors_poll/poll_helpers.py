@@ -13,6 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from costwarden.testing.receiver import HookReceiver
+
 
 FIXTURES = Path(__file__).parent.parent / "connectors" / "fixtures"
 
@@ -114,32 +116,18 @@ class FakeProvider:
                 "next_page": f"page_{off + self.page_size}" if more else None}
 
 
-@dataclass
-class Receiver:
-    received: list = field(default_factory=list)
+class Receiver(HookReceiver):
+    """The shared local json:// receiver; `received` is each POST's JSON body."""
+
+    @property
+    def received(self) -> list[dict]:
+        return [p.fields for p in self.snapshot()]
 
     def start(self) -> "Receiver":
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                rec.received.append(json.loads(raw))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.close()
 
 
 class Clock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 from costwarden.components import load_catalogue
 from costwarden.config import load_settings
 from costwarden import demo
+from costwarden.testing.receiver import HookReceiver
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGETS = demo.demo_file("demo-budgets.yaml")
@@ -228,39 +230,23 @@ def scrape(port: int) -> dict[str, float]:
     return out
 
 
-class Receiver:
-    """A local HTTP receiver for Apprise's json:// scheme: records every POST's JSON body."""
+class Receiver(HookReceiver):
+    """The shared local json:// receiver at /hook; `received` is (arrival time, JSON body) per POST."""
 
     def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        super().__init__()
+        self.url = HookReceiver.url(self, "hook")
 
-        received = self.received = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                received.append((time.monotonic(), json.loads(raw)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"json://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    @property
+    def received(self) -> list[tuple[float, dict]]:
+        return [(p.at, p.fields) for p in self.snapshot()]
 
     def alert_keys(self) -> list[str]:
-        import re
-
         return [m.group(1) for _, body in self.received
                 for m in [re.search(r"Alert key: (\S+)", body.get("message", ""))] if m]
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.close()
 
 
 # --- fault injection (costwarden/testing/faults.py) in worker processes --------------------------
@@ -314,37 +300,17 @@ def first_commits(points: list[tuple[int, str, str]]) -> dict[str, list[str]]:
     return {o: t for o, t in out.items() if o in closed}
 
 
-class ChannelReceiver:
-    """A local receiver for several Apprise json:// channels at once: channel NAME is
-    json://127.0.0.1:PORT/NAME; every POST is recorded as (monotonic time, channel, alert key)."""
+class ChannelReceiver(HookReceiver):
+    """The shared local receiver for several Apprise json:// channels at once: channel NAME is
+    json://127.0.0.1:PORT/NAME; every POST is seen as (monotonic time, channel, alert key)."""
 
-    def __init__(self) -> None:
-        import re
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        received = self.received = []
-        key_re = re.compile(r"Alert key: (\S+)")
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
-                m = key_re.search(json.loads(raw).get("message", ""))
-                received.append((time.monotonic(), self.path.strip("/"), m.group(1) if m else ""))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def url(self, channel: str) -> str:
-        return f"json://127.0.0.1:{self.port}/{channel}"
+    @property
+    def received(self) -> list[tuple[float, str, str]]:
+        out = []
+        for p in self.snapshot():
+            m = re.search(r"Alert key: (\S+)", p.fields.get("message", ""))
+            out.append((p.at, p.path.strip("/"), m.group(1) if m else ""))
+        return out
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.close()
