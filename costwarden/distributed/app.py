@@ -193,8 +193,8 @@ def run_worker(settings: Settings, metrics_port: int | None = None, loglevel: st
     runtime = Runtime(settings)
     port = runtime.metrics.serve(settings.kafka.metrics_port if metrics_port is None else metrics_port)
     print(f"costwarden worker: metrics on port {port}", flush=True)
+    app = create_app(settings, runtime)  # imports Faust's Kafka driver before any thread of ours runs
     runtime.start_delivery()
-    app = create_app(settings, runtime)
     worker = faust.Worker(app, loglevel=loglevel, override_logging=False)
     try:
         worker.execute_from_commandline()

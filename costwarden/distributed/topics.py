@@ -18,6 +18,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+# At module load, in the main thread, never lazily: a worker's alert delivery thread asks for
+# budget partitions at start while the main thread imports Faust's Kafka driver, and two threads
+# importing the aiokafka package at once can leave it without a submodule ("module 'aiokafka'
+# has no attribute 'abc'", seen once in a restarted worker).
+from aiokafka.partitioner import murmur2
+
 from costwarden.config import KafkaSettings
 
 HOUR_MS = 3_600_000
@@ -30,8 +36,6 @@ def key_partition(key: bytes, partitions: int) -> int:
     0x7fffffff, modulo the number of partitions, indexing the partition ids in order (0..n-1). So
     a worker can tell which budget ids the by-budget partitions it holds cover
     (costwarden/distributed/app.py: alert delivery)."""
-    from aiokafka.partitioner import murmur2
-
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
