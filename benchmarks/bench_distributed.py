@@ -117,6 +117,20 @@ async def control_latency(bootstrap: str, env: dict, n: int) -> list[float]:
     return sorted(seen[wf] - sent[wf] for wf in sent if wf in seen)
 
 
+def stage_seconds(port: int) -> dict[str, tuple[float, float]]:
+    """The worker's commit-point histogram: stage -> (seconds, commit points)."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for suffix, i in (("_sum{", 0), ("_count{", 1)):
+            if line.startswith("costwarden_clickhouse_write_seconds" + suffix):
+                stage = line.split('stage="')[1].split('"')[0]
+                out.setdefault(stage, [0.0, 0.0])[i] = float(line.rsplit(" ", 1)[1])
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
 def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
@@ -134,7 +148,7 @@ def main() -> None:
                            COSTWARDEN_BUDGETS__BUDGETS_FILE=budgets_file(tmp, args.controls))
         worker = h.Worker(env, tmp / "worker.log").start()
         try:
-            worker.metrics_port()
+            port = worker.metrics_port()
             time.sleep(8)  # joined the group and idle
             store = ClickHouseStore.from_url(url, env["COSTWARDEN_STORE__DATABASE"])
             t0 = time.perf_counter()
@@ -147,7 +161,9 @@ def main() -> None:
             h.wait_for(visible, 900, interval=0.25, what="rollups")
             e2e = time.perf_counter() - t0
             raw_rate = asyncio.run(raw_consume_rate(bootstrap, h.topic(env, "raw"), len(lines)))
+            before = stage_seconds(port)
             lat = asyncio.run(control_latency(bootstrap, env, args.controls))
+            after = stage_seconds(port)
         finally:
             worker.stop()
     rate = len(lines) / e2e
@@ -158,6 +174,11 @@ def main() -> None:
     if lat:
         print(f"event -> control on topic      p50 {pct(lat, 50) * 1000:.0f} ms   p99 {pct(lat, 99) * 1000:.0f} ms"
               f"   ({len(lat)} of {args.controls} controls seen)")
+        for stage, (sec, n) in sorted(after.items()):
+            s0, n0 = before.get(stage, (0.0, 0.0))
+            if n > n0:
+                print(f"  {stage + ' commit point':<28} {(sec - s0) / (n - n0) * 1000:>6.0f} ms mean over "
+                      f"{n - n0:.0f} commits during the latency run")
     else:
         print(f"event -> control on topic      no control seen (see {tmp / 'worker.log'})")
 

@@ -38,6 +38,9 @@ class ClickHouseStore:
         self.backoff_s = backoff_s
         self._password = password
         self._timeouts = (connect_timeout_s, send_receive_timeout_s)
+        # (table, column names) -> their ClickHouse types: without them every insert first asks the
+        # server for the table's structure, one more round trip (the slowest of a small commit)
+        self._types: dict[tuple[str, tuple[str, ...]], Any] = {}
         self._client = self._retry("connect", self._connect)
         self._retry("create database", lambda: self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}"))
 
@@ -98,6 +101,7 @@ class ClickHouseStore:
 
     def command(self, sql: str) -> None:
         sql = self._sql(sql)
+        self._types.clear()  # DDL may change a table: its column types are read again
         self._retry("command", lambda: self._client.command(sql))
 
     def insert(self, table: str, rows: Sequence[Row], dedup_token: str | None = None) -> None:
@@ -118,9 +122,25 @@ class ClickHouseStore:
                 f"{self.database}.{table}", insert_block=body, settings=settings, fmt="JSONEachRow"))
             return
         columns = [[_to_insert_value(r[n]) for r in rows] for n in names]
-        self._retry(f"insert into {table}", lambda: self._client.insert(
-            table, columns, column_names=names, database=self.database, column_oriented=True,
-            settings=settings))
+        key = (table, tuple(names))
+        cached = key in self._types
+
+        def insert():
+            types = self._types.get(key)
+            if types is None:  # the server's types of these columns, asked once (a DESCRIBE)
+                types = self._types[key] = self._client.create_insert_context(
+                    table, column_names=names, database=self.database).column_types
+            self._client.insert(table, columns, column_names=names, column_types=types, database=self.database,
+                                column_oriented=True, settings=settings)
+        try:
+            self._retry(f"insert into {table}", insert)
+        except StoreError:
+            if not cached:
+                raise
+            # The table may have changed since its types were read (another process migrated it):
+            # once more with the types read now.
+            self._types.pop(key, None)
+            self._retry(f"insert into {table}", insert)
 
     def query(self, sql: str) -> list[Row]:
         sql = self._sql(sql)

@@ -12,7 +12,7 @@ chDB allows one open database path per process, so the adapter runs in its own p
     python -m costwarden.testing.clickhouse_http --path DIR --port 0   # prints the port
     with serve_clickhouse_http(DIR) as url: ...                          # url: http://default:@127.0.0.1:PORT
 
-Set COSTWARDEN_CH_HTTP_LOG=1 to log every request (method, path, params, statement) to stderr.
+Set COSTWARDEN_CH_HTTP_LOG=1 to log every request (time taken, method, path, params, statement) to stderr.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -177,14 +178,16 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path in ("/ping", "/replicas_status") or (url.path == "/" and not url.query and not body):
             return self._reply(200, {"Content-Type": "text/plain; charset=UTF-8"}, b"Ok.\n")
         params = dict(parse_qsl(url.query, keep_blank_values=True))
-        if self.verbose:
-            stmt = (params.get("query") or body[:300].split(b"\n", 1)[0].decode(errors="replace"))[:300]
-            shown = {k: v for k, v in params.items() if k != "query"}
-            sys.stderr.write(f"ch-http: {self.command} {url.path} {shown} {stmt!r} body={len(body)}B\n")
         if not self.adapter.authorised(self.headers):
             return self._reply(*_error(516, "default: Authentication failed: password is incorrect, or there "
                                             "is no user with such name. (AUTHENTICATION_FAILED)"))
+        t = time.perf_counter()
         self._reply(*self.adapter.handle(params, body))
+        if self.verbose:
+            stmt = (params.get("query") or body[:300].split(b"\n", 1)[0].decode(errors="replace"))[:300]
+            shown = {k: v for k, v in params.items() if k != "query"}
+            sys.stderr.write(f"ch-http: {(time.perf_counter() - t) * 1000:.1f} ms {self.command} {url.path} "
+                             f"{shown} {stmt!r} body={len(body)}B\n")
 
     do_GET = do_POST = do_HEAD = _serve
 

@@ -147,3 +147,17 @@ def test_gateway_errors_are_retried_but_server_errors_are_not(clickhouse_http_ur
         store.close()
     finally:
         proxy.close()
+
+
+def test_an_insert_lands_after_another_process_changed_the_table(clickhouse_http_url):
+    """Column types are read once per (table, columns), not before every insert; when another
+    process alters the table meanwhile (a migration), the next insert reads them again and lands."""
+    db = f"types_{uuid.uuid4().hex[:8]}"
+    ours, theirs = ClickHouseStore.from_url(clickhouse_http_url, db), ClickHouseStore.from_url(clickhouse_http_url, db)
+    ours.command("CREATE TABLE {db}.t (id String, n Int64) ENGINE = MergeTree ORDER BY id")
+    ours.insert("t", [{"id": "a", "n": 1}])
+    theirs.command("ALTER TABLE {db}.t MODIFY COLUMN n String")  # not through `ours`: its cache is stale
+    ours.insert("t", [{"id": "b", "n": "two"}])
+    ours.insert("t", [{"id": "c", "n": "three"}])
+    assert ours.query("SELECT id, n FROM {db}.t ORDER BY id") == [
+        {"id": "a", "n": "1"}, {"id": "b", "n": "two"}, {"id": "c", "n": "three"}]
