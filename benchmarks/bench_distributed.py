@@ -11,7 +11,10 @@ Prints:
      minute rollup in ClickHouse (events/s, from the first produce to the last rollup row);
   2. the raw aiokafka consume rate of the same topic in the same run, and the ratio 1 / 2;
   3. p50 / p99 time from an event produced to the control change it causes being readable on
-     the controls topic (each event crosses a one-nano-dollar block budget of its own workflow).
+     the controls topic (each event crosses a one-nano-dollar block budget of its own workflow);
+  4. p50 / p99 time from a crossing event POSTed to one `costwarden api --mode distributed`
+     replica to the block being seen by an SDK guard on EVERY replica (--replicas processes, each
+     guard following its replica's control stream): the gateway's "block visible everywhere".
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -117,6 +121,75 @@ async def control_latency(bootstrap: str, env: dict, n: int) -> list[float]:
     return sorted(seen[wf] - sent[wf] for wf in sent if wf in seen)
 
 
+class Replicas:
+    """`costwarden api --mode distributed` processes beside the worker, each with an SDK guard."""
+
+    def __init__(self, env: dict, tmp: Path, n: int, token: str) -> None:
+        from costwarden.api.server import free_port
+        from costwarden.sdk import Costwarden
+
+        self.procs, self.urls = [], []
+        for i in range(n):
+            port = free_port()
+            renv = dict(env, COSTWARDEN_DATA_DIR=str(tmp / f"api-{i}"), COSTWARDEN_API__STREAM_HEARTBEAT_S="1")
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-m", "costwarden.cli", "api", "--mode", "distributed", "--port", str(port)],
+                env=renv, stdout=subprocess.DEVNULL, stderr=open(tmp / f"api-{i}.log", "wb")))
+            self.urls.append(f"http://127.0.0.1:{port}")
+        for u in self.urls:
+            h.wait_for(lambda: _ready(u), 90, interval=0.2, what=f"API replica {u}")
+        self.guards = [Costwarden(u, token) for u in self.urls]
+
+    def stop(self) -> None:
+        for g in self.guards:
+            g.close()
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(30)
+
+
+def _ready(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url + "/readyz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def replica_latency(reps: Replicas, token: str, workflows: list[str]) -> list[float]:
+    """Seconds from POSTing each crossing event to replica 0 until every replica's guard blocks."""
+    import threading
+
+    import httpx
+
+    out = []
+    with httpx.Client(base_url=reps.urls[0], headers={"Authorization": f"Bearer {token}"}, timeout=10) as c:
+        for wf in workflows:
+            assert all(g.check(wf).allowed for g in reps.guards)
+            seen: list[float] = []
+
+            def watch(g, deadline):
+                while g.check(wf).allowed and time.perf_counter() < deadline:
+                    time.sleep(0.0005)
+                seen.append(time.perf_counter())
+            t0 = time.perf_counter()
+            ts = [threading.Thread(target=watch, args=(g, t0 + 30)) for g in reps.guards]
+            for t in ts:
+                t.start()
+            ev = {"event_id": uuid.uuid4().hex, "occurred_at": datetime.now(timezone.utc).isoformat(),
+                  "source": "gateway", "provider": "openai", "model": "gpt-4o-mini",
+                  "tokens": {"input": 1000, "output": 100}, "attribution": {"tags": {"workflow": wf, "team": "bench"}}}
+            r = c.post("/v1/events", json=ev)
+            r.raise_for_status()
+            for t in ts:
+                t.join()
+            out.append(max(seen) - t0)
+            time.sleep(0.25)
+    return sorted(out)
+
+
 def stage_seconds(port: int) -> dict[str, tuple[float, float]]:
     """The worker's commit-point histogram: stage -> (seconds, commit points)."""
     import urllib.request
@@ -135,17 +208,19 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=20000)
     ap.add_argument("--controls", type=int, default=60, help="events for the control latency figure")
-    args = ap.parse_args()
+    ap.add_argument("--replicas", type=int, default=3, help="API replicas for the block-visibility figure")
+    ap.add_argument("--rounds", type=int, default=60, help="crossing events for the block-visibility figure")
+    args = ap.parse_args(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-dist-"))
     lines = h.demo_lines(args.events)
     truth = h.truth(lines)
     with servers(tmp) as (bootstrap, url):
         env = h.worker_env(bootstrap, url, h.unique("bench"), tmp / "w", h.unique("bench"),
-                           COSTWARDEN_BUDGETS__BUDGETS_FILE=budgets_file(tmp, args.controls))
+                           COSTWARDEN_BUDGETS__BUDGETS_FILE=budgets_file(tmp, args.controls + args.rounds))
         worker = h.Worker(env, tmp / "worker.log").start()
         try:
             port = worker.metrics_port()
@@ -162,8 +237,18 @@ def main() -> None:
             e2e = time.perf_counter() - t0
             raw_rate = asyncio.run(raw_consume_rate(bootstrap, h.topic(env, "raw"), len(lines)))
             before = stage_seconds(port)
-            lat = asyncio.run(control_latency(bootstrap, env, args.controls))
+            lat = asyncio.run(control_latency(bootstrap, env, args.controls)) if args.controls else []
             after = stage_seconds(port)
+            rep_lat: list[float] = []
+            if args.replicas and args.rounds:
+                from costwarden.api.auth import create_token
+
+                token = create_token(store, "bench-gateway", "gateway")
+                reps = Replicas(env, tmp, args.replicas, token)
+                try:
+                    rep_lat = replica_latency(reps, token, [f"lat-{args.controls + i}" for i in range(args.rounds)])
+                finally:
+                    reps.stop()
         finally:
             worker.stop()
     rate = len(lines) / e2e
@@ -179,8 +264,11 @@ def main() -> None:
             if n > n0:
                 print(f"  {stage + ' commit point':<28} {(sec - s0) / (n - n0) * 1000:>6.0f} ms mean over "
                       f"{n - n0:.0f} commits during the latency run")
-    else:
+    elif args.controls:
         print(f"event -> control on topic      no control seen (see {tmp / 'worker.log'})")
+    if rep_lat:
+        print(f"event -> block on all {args.replicas} API replicas (SDK guards)   p50 {pct(rep_lat, 50) * 1000:.0f} ms"
+              f"   p99 {pct(rep_lat, 99) * 1000:.0f} ms   max {rep_lat[-1] * 1000:.0f} ms   ({len(rep_lat)} crossings)")
 
 
 if __name__ == "__main__":

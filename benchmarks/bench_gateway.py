@@ -19,6 +19,12 @@
     python benchmarks/bench_gateway.py [--workers 32] [--budget 1.00] [--rate 1000] [--replicas 3]
     python benchmarks/bench_gateway.py --decisions-only [--port both|decision|API]  # section 2 alone
     python benchmarks/bench_gateway.py --proxy-only [--proxy-threads 16]     # section 5 alone
+    python benchmarks/bench_gateway.py --distributed [--replicas 3]          # section 4, distributed mode
+
+--distributed measures section 4 in distributed mode: a crossing event POSTed to one `costwarden
+api --mode distributed` replica -> Kafka -> `costwarden worker` -> the controls topic -> an SDK
+guard on every replica blocks (benchmarks/bench_distributed.py, which also prints the worker's
+throughput and commit-point times).
 """
 from __future__ import annotations
 
@@ -397,6 +403,8 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=3, help="SDK guards watching for the block")
     ap.add_argument("--proxy-threads", type=int, default=16, help="client threads per LiteLLM proxy (section 5)")
     ap.add_argument("--proxy-only", action="store_true", help="run section 5 only")
+    ap.add_argument("--distributed", action="store_true", help="section 4 in distributed mode (see above)")
+    ap.add_argument("--rounds", type=int, default=60, help="crossing events of --distributed")
     ap.add_argument("--decisions-only", action="store_true", help="run section 2 only")
     ap.add_argument("--no-proxy", action="store_true", help="skip section 5")
     ap.add_argument("--decisions-priority", choices=("normal", "high", "realtime"), default="normal",
@@ -420,6 +428,12 @@ def main() -> None:
         return
     if a.proxy_only:
         return bench_proxy(a.proxy_threads)
+    if a.distributed:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import bench_distributed
+
+        return bench_distributed.main(["--events", "2000", "--controls", "0", "--replicas", str(a.replicas),
+                                       "--rounds", str(a.rounds)])
     if a.loadgen_priority:
         LOADGEN_PRIORITY.append("--loadgen-priority")
     srv = Server(a.budget, decision_process=a.port != "API", decisions_priority=a.decisions_priority)
