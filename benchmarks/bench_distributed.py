@@ -226,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
             port = worker.metrics_port()
             time.sleep(8)  # joined the group and idle
             store = ClickHouseStore.from_url(url, env["COSTWARDEN_STORE__DATABASE"])
+            idle = stage_seconds(port)
             t0 = time.perf_counter()
             produce(bootstrap, h.topic(env, "raw"), lines)
             t_produced = time.perf_counter() - t0
@@ -235,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
                 return int(r) >= truth["events"]
             h.wait_for(visible, 900, interval=0.25, what="rollups")
             e2e = time.perf_counter() - t0
+            busy = stage_seconds(port)
             raw_rate = asyncio.run(raw_consume_rate(bootstrap, h.topic(env, "raw"), len(lines)))
             before = stage_seconds(port)
             lat = asyncio.run(control_latency(bootstrap, env, args.controls)) if args.controls else []
@@ -256,6 +258,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"one worker end to end          {rate:>10.0f} events/s  (produced -> minute rollup complete, {e2e:.1f}s)")
     print(f"raw aiokafka consume + decode  {raw_rate:>10.0f} events/s")
     print(f"ratio worker / raw consume     {rate / raw_rate:>10.3f}")
+    for stage, (sec, n) in sorted(busy.items()):
+        s0, n0 = idle.get(stage, (0.0, 0.0))
+        if n > n0:
+            print(f"  {stage + ' commit points':<28} {sec - s0:>6.1f} s of the {e2e:.1f} s ({n - n0:.0f} commit points, "
+                  f"{(sec - s0) / (n - n0) * 1000:.0f} ms each)")
     if lat:
         print(f"event -> control on topic      p50 {pct(lat, 50) * 1000:.0f} ms   p99 {pct(lat, 99) * 1000:.0f} ms"
               f"   ({len(lat)} of {args.controls} controls seen)")

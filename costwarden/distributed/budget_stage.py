@@ -33,10 +33,12 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable
+from zoneinfo import ZoneInfo
 
 from costwarden.alerts.outbox import Outbox
 from costwarden.budgets.controls import ControlBook
 from costwarden.budgets.evaluate import BudgetLedger, Seed, seed_from_rows
+from costwarden.budgets.periods import period_bounds
 from costwarden.components import Core
 from costwarden.distributed.raw_stage import Slice
 from costwarden.distributed.state import controls_and_fired, to_json
@@ -44,7 +46,7 @@ from costwarden.distributed.topics import budget_partition
 from costwarden.persist import control_from_row
 from costwarden.pipeline import form_commit
 from costwarden.store import Store, tables as T
-from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, SpendSeedQuery, lit
+from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, SpendSeedQuery, SpendSeedsQuery, lit
 from costwarden.store.store_journal import StoreJournal
 from costwarden.store.writer import Commit, CommitWriter
 from costwarden.streams.dedupe import DedupeWindow
@@ -89,6 +91,7 @@ class BudgetStage:
         self._person_version = max((r["version"] for r in store.query(PERSON_CONTROLS_SQL.format(v=0))),
                                    default=0)
         self.by_id = {b.id: b for b in core.budgets.budgets}
+        self.tz = ZoneInfo(core.budgets.timezone)
         self.lock = threading.RLock()  # the agent's commit point and a takeover run in worker threads
         self._own: dict[str, Processor] = {}
         self._spend: dict[tuple[datetime, datetime], list[dict]] = {}
@@ -117,6 +120,22 @@ class BudgetStage:
         if rows is None:
             rows = self._spend[(start, end)] = self.store.query(SpendSeedQuery(start, end).to_sql())
         return seed_from_rows(budget, rows)
+
+    def _read_totals(self, records: list[dict]) -> None:
+        """The stored spend of every calendar period the records touch, in one query (cached for
+        this batch; `_seed` reads it). Rolling windows are kept by the minute series instead."""
+        windows = set()
+        for r in records:
+            b = self.by_id.get(r["budget_id"])
+            if b is not None and b.period.rolling_seconds is None:
+                windows.add(period_bounds(b.period, _dt(r["at"]), self.tz))
+        if not windows:
+            return
+        order = sorted(windows)
+        spend: dict[tuple[datetime, datetime], list[dict]] = {w: [] for w in order}
+        for row in self.store.query(SpendSeedsQuery(tuple(order)).to_sql()):
+            spend[order[row.pop("w")]].append(row)
+        self._spend.update(spend)
 
     def adopt_person_controls(self) -> int:
         """A person's release or extend made through the API (any replica) is written to the
@@ -205,7 +224,9 @@ class BudgetStage:
         with self.lock:
             self._spend = {}
             self.adopt_person_controls()
-            for partition, records in self._groups(batch):
+            groups = self._groups(batch)
+            self._read_totals([r for _, records in groups for r in records])
+            for partition, records in groups:
                 self._take_over(partition)  # its sends stay queued: drained below
                 self._unsent.add(self._one(partition, records))
             return self.drain()

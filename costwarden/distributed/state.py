@@ -20,6 +20,7 @@ from costwarden.components import Core  # re-exported: components.py is the one 
 from costwarden.config import Settings
 from costwarden.persist import control_from_row
 from costwarden.store import Store
+from costwarden.store.values import json_bytes
 from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery
 from costwarden.streams.dedupe import DedupeWindow
 
@@ -55,7 +56,7 @@ def _default(v: Any) -> Any:
 
 
 def to_json(value: Any) -> bytes:
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False).encode()
+    return json_bytes(value, _default)
 
 
 def control_from_message(value: bytes):

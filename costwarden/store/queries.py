@@ -86,6 +86,18 @@ class SpendSeedQuery:
 
 
 @dataclass(frozen=True)
+class SpendSeedsQuery:
+    """SpendSeedQuery for several windows in one statement (one round trip for every budget period
+    a batch touches); each row carries `w`, the index of its window in `windows`."""
+
+    windows: tuple[tuple[datetime, datetime], ...]
+
+    def to_sql(self) -> str:
+        return " UNION ALL ".join(f"SELECT toUInt32({i}) AS w, * FROM ({SpendSeedQuery(a, b).to_sql()})"
+                                  for i, (a, b) in enumerate(self.windows))
+
+
+@dataclass(frozen=True)
 class MinuteSpendQuery:
     """Per-minute spend in [start, end) by the dimensions budgets match on (warms spike baselines)."""
 

@@ -35,6 +35,7 @@ from costwarden.errors import StoreError
 from costwarden.store import tables as T
 from costwarden.store.base import Store
 from costwarden.store.queries import lit
+from costwarden.store.values import json_bytes
 from costwarden.store.writer import Commit
 
 log = logging.getLogger(__name__)
@@ -124,7 +125,7 @@ def _unblock(b: list) -> tuple[str, list[dict], str]:
 
 def encode_commit(c: Commit) -> str:
     doc = {"v": 2, "id": c.id, "seq": c.seq, "blocks": [_block(t, token, rows) for t, rows, token in c.blocks]}
-    raw = json.dumps(doc, ensure_ascii=False, separators=(",", ":"), default=_iso).encode("utf-8", "surrogatepass")
+    raw = json_bytes(doc, _iso)
     return base64.b64encode(zlib.compress(raw, 1)).decode("ascii")
 
 

@@ -1,9 +1,10 @@
 """Conversions between Python values and ClickHouse text/JSON values (shared by both stores)."""
 from __future__ import annotations
 
+import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Callable
 
 
 def to_json_value(v: Any) -> Any:
@@ -74,3 +75,26 @@ def converter(ctype: str):
     else:
         return _ident
     return _nullable(f)
+
+
+def json_bytes(value: Any, default: Callable[[Any], Any]) -> bytes:
+    """Compact JSON as UTF-8 bytes: orjson (several times faster than the standard library on the
+    insert, journal and Kafka paths), with `default` called for datetimes too (so every path keeps
+    its own datetime text). What orjson refuses (a lone surrogate, an integer beyond 64 bits, a
+    non-text map key) is encoded by the standard library instead, so one odd value never fails
+    its batch; `\\uXXXX` escapes, surrogates passed through."""
+    try:
+        return _orjson_dumps(value, default=default, option=_ORJSON_OPTS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return json.dumps(value, default=default, separators=(",", ":")).encode("ascii")
+
+
+try:
+    import orjson
+
+    _orjson_dumps = orjson.dumps
+    _ORJSON_OPTS = orjson.OPT_PASSTHROUGH_DATETIME
+except ImportError:  # pragma: no cover - orjson is a dependency; stay correct without it
+    def _orjson_dumps(value, default, option):
+        raise TypeError("orjson is not installed")
+    _ORJSON_OPTS = 0
