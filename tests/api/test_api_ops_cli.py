@@ -52,8 +52,8 @@ def test_cli_tokens_create_prints_the_token_once_and_stores_its_hash(settings, m
 def test_the_sdk_surface_is_declared():
     import costwarden.sdk as sdk
 
-    assert sorted(sdk.__all__) == ["Blocked", "Costwarden", "GuardDecision", "Refused", "Reservation",
-                                   "usage_from_response"]
+    assert sorted(sdk.__all__) == ["Blocked", "Costwarden", "GuardDecision", "KafkaReporter", "Refused",
+                                   "Reservation", "usage_from_response"]
     assert all(hasattr(sdk, name) for name in sdk.__all__)
 
 

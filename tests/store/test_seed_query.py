@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from costwarden.alerts.notifier import LogNotifier
 from costwarden.budgets.model import BudgetFile
 from costwarden.embedded import EmbeddedPipeline
-from costwarden.store.queries import SpendSeedQuery, lit, ts
+from costwarden.store.queries import SpendSeedQuery, SpendSeedsQuery, lit, ts
 
 T0 = datetime(2026, 11, 2, 18, 30, tzinfo=timezone.utc)  # midnight in Asia/Kolkata
 
@@ -49,6 +49,17 @@ def test_seed_from_rollups_equals_raw_final_for_any_window(settings):
                (T0, T0 + timedelta(days=10))]
     for a, b in windows:
         assert seed_sums(p.store, a, b) == raw_sums(p.store, a, b), (a, b)
+    # all windows in one statement (the distributed budget stage's one read per batch): each
+    # window's rows are exactly what its own query returns
+    together: dict = {}
+    for r in p.store.query(SpendSeedsQuery(tuple(windows)).to_sql()):
+        w = windows[r.pop("w")]
+        together.setdefault(w, []).append(r)
+    for a, b in windows:
+        def key(r):
+            return tuple(str(v) for v in r.values())
+        assert sorted(together.get((a, b), []), key=key) == sorted(p.store.query(SpendSeedQuery(a, b).to_sql()),
+                                                                 key=key), (a, b)
     assert "usage_events" not in SpendSeedQuery(*windows[1]).to_sql()  # never the raw table
     p.close()
 
