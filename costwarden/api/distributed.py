@@ -57,6 +57,7 @@ class DistributedRuntime:
 
     def __init__(self, settings: Settings) -> None:
         from costwarden.distributed.state import Core
+        # imports aiokafka here, before this runtime's threads start (distributed/topics.py says why)
         from costwarden.distributed.topics import create_topics_async, topic_specs
 
         self.settings = settings

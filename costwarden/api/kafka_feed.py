@@ -24,8 +24,6 @@ import time
 from concurrent.futures import Future
 from typing import Any, Awaitable, Callable, Coroutine, Iterable, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-
 from costwarden.budgets.controls import Control
 from costwarden.errors import CostwardenError
 
@@ -124,6 +122,7 @@ class KafkaControlFeed:
         swaps it in at once (`replace`: a new cache epoch, so every SSE client and SDK takes a
         snapshot); until then the cache keeps what it had. Raises _Regressed when a partition's
         offsets go back."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
 
         c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest", isolation_level="read_committed")
@@ -212,6 +211,7 @@ class Producer:
     """acks=all, idempotent; `send` returns once the broker acknowledged the record."""
 
     def __init__(self, loop: LoopThread, bootstrap: str) -> None:
+        from aiokafka import AIOKafkaProducer
 
         async def make():
             p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,

@@ -5,8 +5,9 @@ by exactly one worker (the owner of its partition) even when its scope spans wor
 usage was processed by other workers. Stage 1 writes an event to ClickHouse BEFORE it sends the
 event's budget record, so when a record arrives its cost is already in the store. The running
 total of each (budget, period) touched by a batch is therefore re-read from the store's budget
-rollups (one query per batch for every period it touches, SpendSeedsQuery): it is exact however the records were
-batched, replayed, duplicated or lost in a crash, and whichever worker stored the events.
+rollups (one query per batch for every period it touches, SpendSeedsQuery): it is exact however
+the records were batched, replayed, duplicated or lost in a crash, and whichever worker stored
+the events.
 
 Per partition of a batch (one commit each, through the partition's StoreJournal owner
 "budget:<topic>:<partition>"): Processor.begin on the owners of the budgets touched, feed the

@@ -81,8 +81,8 @@ def json_bytes(value: Any, default: Callable[[Any], Any]) -> bytes:
     """Compact JSON as UTF-8 bytes: orjson (several times faster than the standard library on the
     insert, journal and Kafka paths), with `default` called for datetimes too (so every path keeps
     its own datetime text). What orjson refuses (a lone surrogate, an integer beyond 64 bits, a
-    non-text map key) is encoded by the standard library instead, so one odd value never fails
-    its batch; `\\uXXXX` escapes, surrogates passed through."""
+    non-text map key) is encoded by the standard library instead (ASCII, `\\uXXXX` escapes, a lone
+    surrogate included), so one odd value never fails its batch."""
     try:
         return _orjson_dumps(value, default=default, option=_ORJSON_OPTS)
     except TypeError:  # orjson.JSONEncodeError is a TypeError
