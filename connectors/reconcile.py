@@ -165,9 +165,52 @@ class EventCostQuery:
                 "GROUP BY day, source, provider, scope")
 
 
-def reconcile(store: Store, start: datetime, end: datetime, threshold_pct: Decimal) -> list[DriftRow]:
-    return compare(store.query(OursQuery(start, end).to_sql()), store.query(ReportedQuery(start, end).to_sql()),
-                   store.query(EventCostQuery(start, end).to_sql()), threshold_pct)
+def _whole_days(start: datetime, end: datetime) -> str:
+    for d in (start, end):
+        if d.hour or d.minute or d.second or d.microsecond:
+            raise ValueError(f"{d.isoformat()}: a reconciliation period is whole UTC days")
+    return f"bucket >= toDate({ts(start)}) AND bucket < toDate({ts(end)})"
+
+
+@dataclass(frozen=True)
+class OursDailyQuery:
+    """Our cost per day, provider and project (workspace for Anthropic) from the source rollup
+    (migration 009): the rows OursQuery reads from raw events."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        provs = ", ".join(lit(p) for p in sorted(set(REPORT_SOURCES.values())))
+        return ("SELECT bucket AS day, provider, if(provider = 'anthropic', workspace_id, project_id) AS scope, "
+                "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced FROM {db}.source_rollup_day "
+                f"WHERE {_whole_days(self.start, self.end)} AND provider IN ({provs}) GROUP BY day, provider, scope")
+
+
+@dataclass(frozen=True)
+class EventCostDailyQuery:
+    """Events that carry the cost their source reported (LiteLLM, OpenCost) against our price of
+    them, per day, source, provider and project, from the source rollup: EventCostQuery without
+    the raw events."""
+
+    start: datetime
+    end: datetime
+
+    def to_sql(self) -> str:
+        return ("SELECT bucket AS day, source, provider, if(project_id != '', project_id, workspace_id) AS scope, "
+                "sum(cost_nanos) AS cost_nanos, sum(reported_cost) AS reported, sum(unpriced) AS unpriced "
+                "FROM {db}.source_rollup_day WHERE with_provider_cost = 1 AND provider_cost_currency = 'USD' "
+                f"AND {_whole_days(self.start, self.end)} GROUP BY day, source, provider, scope")
+
+
+def reconcile(store: Store, start: datetime, end: datetime, threshold_pct: Decimal,
+              raw: bool = False) -> list[DriftRow]:
+    """Our side from the source rollup (day buckets; its cost does not grow with stored events)
+    when [start, end) is whole UTC days, else, or with `raw`, from `usage_events FINAL`."""
+    whole = not any(d.hour or d.minute or d.second or d.microsecond for d in (start, end))
+    ours, events = (OursDailyQuery, EventCostDailyQuery) if whole and not raw else (OursQuery, EventCostQuery)
+    return compare(store.query(ours(start, end).to_sql()), store.query(ReportedQuery(start, end).to_sql()),
+                   store.query(events(start, end).to_sql()), threshold_pct)
 
 
 # --- the alert to the price-catalogue owner --------------------------------------------------

@@ -7,8 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-from costwarden.api.ui.data import EventCostDailyQuery, OursDailyQuery, reconcile_rows
-from costwarden.connectors.reconcile import EventCostQuery, OursQuery, reconcile
+from costwarden.api.ui.data import reconcile_rows
+from costwarden.connectors.reconcile import EventCostDailyQuery, EventCostQuery, OursDailyQuery, OursQuery, reconcile
 from costwarden.embedded import EmbeddedPipeline
 from costwarden.finance.queries import RunsQuery
 from costwarden.finance.reprice import reprice
@@ -52,7 +52,9 @@ def _check(store) -> None:
     assert _sorted(store.query(OursDailyQuery(a, b).to_sql())) == _sorted(store.query(OursQuery(a, b).to_sql()))
     mine, theirs = store.query(EventCostDailyQuery(a, b).to_sql()), store.query(EventCostQuery(a, b).to_sql())
     assert mine and _sorted(mine) == _sorted(theirs)
-    assert reconcile_rows(store, a, b, Decimal(5)) == [r.as_row() for r in reconcile(store, a, b, Decimal(5))]
+    from_raw = [r.as_row() for r in reconcile(store, a, b, Decimal(5), raw=True)]
+    assert from_raw and reconcile_rows(store, a, b, Decimal(5)) == from_raw  # the console's
+    assert [r.as_row() for r in reconcile(store, a, b, Decimal(5))] == from_raw  # the API's and the CLI's
 
 
 def test_the_run_and_source_rollups_answer_as_the_raw_events_do(settings, tmp_path):

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable
 
-from costwarden.connectors.reconcile import REPORT_SOURCES
 from costwarden.store.queries import lit, ts
 
 BUDGET_DIMS = ("org", "team", "workflow", "cost_center", "env", "provider", "model")
@@ -93,49 +92,8 @@ def matching_budgets(rows: Iterable[dict], budgets) -> dict[tuple, list]:
     return out
 
 
-def _whole_days(start: datetime, end: datetime) -> str:
-    for d in (start, end):
-        if d.hour or d.minute or d.second or d.microsecond:
-            raise ValueError(f"{d.isoformat()}: a reconciliation period is whole UTC days")
-    return f"bucket >= toDate({ts(start)}) AND bucket < toDate({ts(end)})"
-
-
-@dataclass(frozen=True)
-class OursDailyQuery:
-    """Our cost per day, provider and project (workspace for Anthropic) from the source rollup
-    (migration 009): the rows connectors.reconcile's OursQuery reads from raw events."""
-
-    start: datetime
-    end: datetime
-
-    def to_sql(self) -> str:
-        provs = ", ".join(lit(p) for p in sorted(set(REPORT_SOURCES.values())))
-        return ("SELECT bucket AS day, provider, if(provider = 'anthropic', workspace_id, project_id) AS scope, "
-                "sum(cost_nanos) AS cost_nanos, sum(unpriced) AS unpriced FROM {db}.source_rollup_day "
-                f"WHERE {_whole_days(self.start, self.end)} AND provider IN ({provs}) GROUP BY day, provider, scope")
-
-
-@dataclass(frozen=True)
-class EventCostDailyQuery:
-    """Events that carry the cost their source reported (LiteLLM, OpenCost) against our price of
-    them, per day, source, provider and project, from the source rollup: connectors.reconcile's
-    EventCostQuery without the raw events."""
-
-    start: datetime
-    end: datetime
-
-    def to_sql(self) -> str:
-        return ("SELECT bucket AS day, source, provider, if(project_id != '', project_id, workspace_id) AS scope, "
-                "sum(cost_nanos) AS cost_nanos, sum(reported_cost) AS reported, sum(unpriced) AS unpriced "
-                "FROM {db}.source_rollup_day WHERE with_provider_cost = 1 AND provider_cost_currency = 'USD' "
-                f"AND {_whole_days(self.start, self.end)} GROUP BY day, source, provider, scope")
-
-
 def reconcile_rows(store, start: datetime, end: datetime, threshold_pct) -> list[dict]:
-    """GET /v1/reconcile's rows (connectors.reconcile.compare over the same three inputs), with our
-    side read from the source rollup instead of `usage_events FINAL`."""
-    from costwarden.connectors.reconcile import ReportedQuery, compare
+    """GET /v1/reconcile's rows: whole days, so our side comes from the source rollup."""
+    from costwarden.connectors.reconcile import reconcile
 
-    rows = compare(store.query(OursDailyQuery(start, end).to_sql()), store.query(ReportedQuery(start, end).to_sql()),
-                   store.query(EventCostDailyQuery(start, end).to_sql()), threshold_pct)
-    return [r.as_row() for r in rows]
+    return [r.as_row() for r in reconcile(store, start, end, threshold_pct)]
