@@ -11,7 +11,7 @@ def to_json_value(v: Any) -> Any:
     if isinstance(v, datetime):
         if v.tzinfo is None:
             raise ValueError("naive datetime")
-        return v.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        return v.astimezone(timezone.utc).isoformat(" ", "milliseconds")[:-6]  # 'YYYY-MM-DD hh:mm:ss.fff' ('+00:00' cut)
     if isinstance(v, Decimal):
         return str(v)
     if isinstance(v, date):
@@ -78,9 +78,9 @@ def converter(ctype: str):
 
 
 def json_bytes(value: Any, default: Callable[[Any], Any]) -> bytes:
-    """Compact JSON as UTF-8 bytes: orjson (several times faster than the standard library on the
-    insert, journal and Kafka paths), with `default` called for datetimes too (so every path keeps
-    its own datetime text). What orjson refuses (a lone surrogate, an integer beyond 64 bits, a
+    """Compact JSON as UTF-8 bytes: orjson (1.5-2x the standard library's speed for journal entries
+    and Kafka values), with `default` called for datetimes too (so every path keeps its own
+    datetime text). What orjson refuses (a lone surrogate, an integer beyond 64 bits, a
     non-text map key) is encoded by the standard library instead (ASCII, `\\uXXXX` escapes, a lone
     surrogate included), so one odd value never fails its batch."""
     try:
