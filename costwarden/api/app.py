@@ -69,7 +69,8 @@ class _Measure:
         try:
             await self.app(scope, receive, send_)
         finally:
-            path = getattr(scope.get("route"), "path", "unmatched")
+            route = scope.get("route")  # its template without converters ({workflow}, not {workflow:path})
+            path = getattr(route, "path_format", None) or getattr(route, "path", "unmatched")
             self.metrics.requests.labels(path, str(status[0])).inc()
             self.metrics.latency.labels(path).observe(time.perf_counter() - t0)
 

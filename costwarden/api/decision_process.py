@@ -319,8 +319,9 @@ class DecisionApp:
             if scope["method"] != "GET":
                 return await _error(send, 405, "method_not_allowed", "Method Not Allowed")
             wf = path[len(PREFIX):]
-            if not wf or "/" in wf:
-                return await _error(send, 404, "not_found", "Not Found")
+            if not wf:  # (a "/" is part of the name, as on the API's route)
+                return await _error(send, 422, "invalid_request",
+                                    "path.workflow: String should have at least 1 character")
             if len(wf) > 256:
                 return await _error(send, 422, "invalid_request",
                                     "path.workflow: String should have at most 256 characters")

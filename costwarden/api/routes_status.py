@@ -75,7 +75,7 @@ async def controls(include_inactive: bool = False, _: Principal = Depends(need("
     return {"version": rt.cache.version, "controls": [r for r in rows if include_inactive or r["active"]]}
 
 
-@router.post("/controls/{workflow}/release", tags=["controls"], summary="release a throttle or block (audited)",
+@router.post("/controls/{workflow:path}/release", tags=["controls"], summary="release a throttle or block (audited)",
              responses={409: {"description": "no active control to release"}})
 async def release(body: Why, workflow: str = Path(min_length=1, max_length=256),
                   who: Principal = Depends(need("controls:manage")), rt=Depends(runtime)):
@@ -85,7 +85,7 @@ async def release(body: Why, workflow: str = Path(min_length=1, max_length=256),
             "by": by, "reason": body.reason, "at": change.at.isoformat()}
 
 
-@router.post("/controls/{workflow}/extend", tags=["controls"], summary="keep a throttle or block (audited)",
+@router.post("/controls/{workflow:path}/extend", tags=["controls"], summary="keep a throttle or block (audited)",
              responses={409: {"description": "no active control to extend"}})
 async def extend(body: ExtendIn, workflow: str = Path(min_length=1, max_length=256),
                  who: Principal = Depends(need("controls:manage")), rt=Depends(runtime)):

@@ -50,13 +50,13 @@ def usage(event_id: str, workflow: str, input_tokens: int = 1000, output_tokens:
             "attribution": {"tags": {"workflow": workflow}}, **extra}
 
 
-def serve_api(settings, tmp_path) -> Iterator[Api]:
+def serve_api(settings, tmp_path, budgets_yaml: str = BUDGETS) -> Iterator[Api]:
     """The body of the `api` fixture (also used by tests/core/test_hostile_corpus.py): a real
     uvicorn server over an EmbeddedRuntime with BUDGETS, and a token per role."""
     from costwarden.api import ApiServer, EmbeddedRuntime, create_app, create_token
 
     budgets = tmp_path / "budgets.yaml"
-    budgets.write_text(BUDGETS)
+    budgets.write_text(budgets_yaml)
     settings.budgets.budgets_file = budgets
     settings.api.stream_heartbeat_s = 1.0
     rt = EmbeddedRuntime.open(settings, deliver=False)

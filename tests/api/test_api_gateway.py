@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from api_helpers import usage
+from api_helpers import BUDGETS, serve_api, usage
 from costwarden.api.server import free_port
 from costwarden.sdk import Costwarden, Refused
 
@@ -126,3 +126,64 @@ def test_holds_expire_after_their_ttl(api):
     assert c.post("/v1/reservations", json=body).status_code == 409
     time.sleep(0.3)
     assert c.post("/v1/reservations", json=body).status_code == 201
+
+
+SLASHED = BUDGETS + """\
+  - id: triage-cap
+    scope: {workflow: support/triage}
+    period: day
+    amount: "1.00"
+    thresholds:
+      - {at: 100, actions: [{block: true}]}
+  - id: urgent-cap
+    scope: {workflow: support/escalate/urgent}
+    period: day
+    amount: "1.00"
+    thresholds:
+      - {at: 100, actions: [{block: true}]}
+"""
+
+
+@pytest.fixture
+def api_slashed(settings, tmp_path):
+    yield from serve_api(settings, tmp_path, SLASHED)
+
+
+def test_a_workflow_named_with_a_slash_is_blocked_and_released_like_any_other(api_slashed):
+    """'support/triage' is a workflow name like any other: its decision, the SDK's check, an admin's
+    release through the API and through the console all reach it (a '/' is not a path separator)."""
+    import httpx
+
+    api = api_slashed
+    guard = Costwarden(api.url, api.tokens["gateway"])
+    gw, admin = api.client(), api.client("admin")
+    try:
+        assert guard.wait_ready(10)
+        for i, (wf, budget) in enumerate((("support/triage", "triage-cap"), ("support/escalate/urgent", "urgent-cap"))):
+            assert guard.check(wf).allowed
+            r = gw.post("/v1/events", json=usage(f"slash-{i}", wf, input_tokens=10_000_000))  # $1.50 > $1.00
+            assert r.status_code == 200 and r.json()["control_changes"] == [{"workflow": wf, "state": "block"}]
+            quoted = wf.replace("/", "%2F")
+            r = gw.get(f"/v1/decisions/{quoted}")
+            assert r.status_code == 200 and r.json()["action"] == "block" and r.json()["budget_id"] == budget
+            assert gw.get(f"/v1/decisions/{wf}").json()["action"] == "block"
+            assert gw.get("/v1/decisions/support").json()["action"] == "allow"  # another workflow
+            assert wait_for(lambda: guard.check(wf).action == "block")
+            if i == 0:  # released through the API
+                r = admin.post(f"/v1/controls/{quoted}/release", json={"reason": "triage backlog approved"})
+                assert r.status_code == 200 and r.json()["workflow"] == wf and r.json()["to"] == "allow"
+            else:  # through the console: an admin's cookie, the page's form token, the form's own action
+                with httpx.Client(base_url=api.url, cookies={"cw_console": api.tokens["admin"]}) as c:
+                    page = c.get("/ui/controls").text
+                    assert f'action="/ui/controls/{wf}/release"' in page
+                    token = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+                    r = c.post(f"/ui/controls/{wf}/release", data={"reason": "urgent approved", "csrf": token})
+                    assert r.status_code in (200, 303)
+            assert gw.get(f"/v1/decisions/{quoted}").json()["action"] == "allow"
+            assert wait_for(lambda: guard.check(wf).allowed)
+        entries = api.client("viewer").get("/v1/audit").json()["entries"]
+        people = [(e["workflow"], e["why"]) for e in entries if e["kind"] == "control" and e["actor_kind"] == "person"]
+        assert people[-2:] == [("support/triage", "triage backlog approved"),
+                               ("support/escalate/urgent", "urgent approved")]
+    finally:
+        guard.close()

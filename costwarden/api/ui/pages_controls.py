@@ -122,11 +122,11 @@ def _until(text: str) -> datetime | None:
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
-@router.post("/controls/{workflow}/release")
+@router.post("/controls/{workflow:path}/release")
 async def release(request: Request, workflow: str = WORKFLOW) -> Response:
     return await _change(request, workflow, "release")
 
 
-@router.post("/controls/{workflow}/extend")
+@router.post("/controls/{workflow:path}/extend")
 async def extend(request: Request, workflow: str = WORKFLOW) -> Response:
     return await _change(request, workflow, "extend")
