@@ -46,7 +46,7 @@ class EmbeddedPipeline:
         self.writer = CommitWriter(self.store, FileJournal(settings.data_dir / "journal" / settings.store.database))
         self.writer.recover()  # a crashed commit first: the state below is read from the store
         p = settings.pipeline
-        state = load_state_rows(self.store, p.dedupe_horizon_hours, p.dedupe_max_entries, ids=False)
+        state = load_state_rows(self.store)
         # the window's ids are read at the first batch (up to dedupe_max_entries rows: seconds on a big
         # store, which a command that only reads should not wait for); until then every id is asked
         dedupe = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries, lookup_all=True)

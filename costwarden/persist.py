@@ -23,10 +23,8 @@ _SEQ = itertools.count()
 
 @dataclass
 class StateRows:
-    recent_ids: list[tuple[str, datetime]]
     controls: list[dict]
     fired: set[str]
-    floor: datetime | None = None  # stored ids at or before it may be missing from recent_ids
 
 
 def recent_ids(store: Store, horizon_hours: int, max_entries: int) -> tuple[list[tuple[str, datetime]], datetime | None]:
@@ -39,11 +37,10 @@ def recent_ids(store: Store, horizon_hours: int, max_entries: int) -> tuple[list
     return ids, floor
 
 
-def load_state_rows(store: Store, horizon_hours: int, max_entries: int, ids: bool = True) -> StateRows:
-    """What a runner rebuilds at start (after the writer re-applied its journal); `ids=False`
-    leaves the dedupe window's ids out (see EmbeddedPipeline: loaded at the first batch)."""
-    recent, floor = recent_ids(store, horizon_hours, max_entries) if ids else ([], None)
-    return StateRows(recent, store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)}, floor)
+def load_state_rows(store: Store) -> StateRows:
+    """The controls and fired marks a runner rebuilds at start (after the writer re-applied its
+    journal); the dedupe window's ids are `recent_ids`, read when the runner needs them."""
+    return StateRows(store.query(CONTROLS_SQL), {r["key"] for r in store.query(FIRED_KEYS_SQL)})
 
 
 def stored_ids(store: Store, ids: list[str]) -> set[str]:

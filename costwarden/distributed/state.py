@@ -18,10 +18,9 @@ from typing import Any
 
 from costwarden.components import Core  # re-exported: components.py is the one place that builds them
 from costwarden.config import Settings
-from costwarden.persist import control_from_row
+from costwarden.persist import control_from_row, load_state_rows, recent_ids
 from costwarden.store import Store
 from costwarden.store.values import json_bytes
-from costwarden.store.queries import CONTROLS_SQL, FIRED_KEYS_SQL, RecentIdsQuery
 from costwarden.streams.dedupe import DedupeWindow
 
 __all__ = ["Core", "control_from_message", "controls_and_fired", "dedupe_window", "to_json"]
@@ -33,15 +32,13 @@ def dedupe_window(store: Store, settings: Settings) -> DedupeWindow:
     another partition), so dedupe is exact whatever the bounds."""
     p = settings.pipeline
     window = DedupeWindow(timedelta(hours=p.dedupe_horizon_hours), p.dedupe_max_entries, lookup_all=True)
-    window.mark_seen((r["event_id"], r["occurred_at"])
-                     for r in store.query(RecentIdsQuery(p.dedupe_horizon_hours, p.dedupe_max_entries).to_sql()))
+    window.mark_seen(recent_ids(store, p.dedupe_horizon_hours, p.dedupe_max_entries)[0])
     return window
 
 
 def controls_and_fired(store: Store):
-    controls = [control_from_row(r) for r in store.query(CONTROLS_SQL)]
-    fired = {r["key"] for r in store.query(FIRED_KEYS_SQL)}
-    return controls, fired
+    state = load_state_rows(store)
+    return [control_from_row(r) for r in state.controls], state.fired
 
 
 # --- message values: JSON with exact money (Decimal as text, integers as integers) --------------

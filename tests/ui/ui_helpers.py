@@ -3,19 +3,18 @@
 alerts delivered to a local webhook and one refused; a headless Chromium driven by Selenium."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
 import httpx
+
+from costwarden.testing.receiver import HookReceiver
 
 BUDGETS = """\
 version: 1
@@ -86,34 +85,11 @@ class Console:
     url: str
     runtime: object
     tokens: dict[str, str]
-    hook: "Hook"
+    hook: HookReceiver
     channels: dict[str, str] = field(default_factory=dict)
 
     def api(self, role: str) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.tokens[role]}"}, timeout=15)
-
-
-class Hook:
-    """A local webhook that takes alerts (Apprise `json://`), counting what it received."""
-
-    def __init__(self) -> None:
-        received = self.received = []
-
-        class H(BaseHTTPRequestHandler):
-            def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers.get("content-length") or 0)) or b"{}"))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
 
 
 def event(team: str | None, workflow: str, model: str, tin: int, tout: int, when: datetime | None = None,
@@ -146,14 +122,14 @@ def wait_for(pred, timeout: float = 10.0, what: str = "") -> None:
 def serve_console(settings, root: Path) -> Iterator[Console]:
     from costwarden.api import ApiServer, EmbeddedRuntime, create_app, create_token
 
-    hook = Hook()
+    hook = HookReceiver()
     budgets = root / "budgets.yaml"
     budgets.write_text(BUDGETS)
     settings.budgets.budgets_file = budgets
     settings.api.stream_heartbeat_s = 1.0
     settings.alerts.delivery_interval_s = 0.2
     settings.alerts.max_attempts = 2
-    channels = {"finance-hook": f"json://127.0.0.1:{hook.port}/{SECRET_PATH}",
+    channels = {"finance-hook": hook.url(SECRET_PATH),
                 "search-down": f"json://127.0.0.1:9/{SECRET_PATH}-refused"}  # nothing listens on port 9
     settings.alerts.channels = channels
     rt = EmbeddedRuntime.open(settings, deliver=True)
@@ -166,7 +142,7 @@ def serve_console(settings, root: Path) -> Iterator[Console]:
             r = gw.post("/v1/events", json=usage_events(datetime.now(timezone.utc)))
             assert r.status_code == 200 and r.json()["rejected"] == 0, r.text
             wait_for(lambda: gw.get("/v1/decisions/nightly-batch").json()["action"] == "block", what="a block")
-        wait_for(lambda: len(hook.received) >= 2, 20, "alerts delivered to the local webhook")
+        wait_for(lambda: len(hook.snapshot()) >= 2, 20, "alerts delivered to the local webhook")
         yield console
     finally:
         srv.stop()
